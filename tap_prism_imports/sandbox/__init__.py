@@ -1,0 +1,32 @@
+# Copyright 2026 tap-prism-imports developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""An offline sandbox implementing the Prism Imports API, for tests, demos and benchmarks.
+
+Example::
+
+    from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox
+
+    with Sandbox(rate_limit=None) as sandbox:
+        job_id = sandbox.add_job(DEMO_TEAM_ID, rows=1_000)
+        # GET {sandbox.base_url}/v2/prism/{DEMO_TEAM_ID}/imports/{job_id}
+        # with header x-api-key: DEMO_API_KEY
+"""
+
+from tap_prism_imports.sandbox.faults import FAULT_KINDS, Fault
+from tap_prism_imports.sandbox.jobs import OBJECT_TYPES, REQUIRED_PROPERTIES, RETENTION_SECONDS
+from tap_prism_imports.sandbox.seed import write_refs_file
+from tap_prism_imports.sandbox.server import DEMO_API_KEY, DEMO_TEAM_ID, ApiResponse, Sandbox
+
+__all__ = [
+    "DEMO_API_KEY",
+    "DEMO_TEAM_ID",
+    "FAULT_KINDS",
+    "OBJECT_TYPES",
+    "REQUIRED_PROPERTIES",
+    "RETENTION_SECONDS",
+    "ApiResponse",
+    "Fault",
+    "Sandbox",
+    "write_refs_file",
+]

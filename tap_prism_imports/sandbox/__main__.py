@@ -1,0 +1,10 @@
+# Copyright 2026 tap-prism-imports developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""``python -m tap_prism_imports.sandbox``: same as the ``prism-sandbox`` command."""
+
+import sys
+
+from tap_prism_imports.sandbox.cli import main
+
+sys.exit(main())

@@ -1,0 +1,954 @@
+# Copyright 2026 tap-prism-imports developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""The sandbox: a local implementation of the Prism Imports API on the standard library.
+
+``Sandbox`` holds the state (keys, teams, jobs, clock, faults, request log) and serves it
+with a ``ThreadingHTTPServer`` speaking HTTP/1.1 with keep-alive. Use it as a context
+manager in tests, or run it with the ``prism-sandbox`` command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import struct
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import IO, Any
+
+from typing_extensions import Self
+
+from tap_prism_imports.sandbox import faults as fault_kinds
+from tap_prism_imports.sandbox.faults import Fault, FaultInjector
+from tap_prism_imports.sandbox.jobs import (
+    DEFAULT_JOB_ERROR,
+    OBJECT_TYPES,
+    Clock,
+    Fields,
+    Job,
+    JSONDict,
+    RawJSON,
+    RecordIndex,
+    RowResults,
+    SyntheticResults,
+    dumps,
+    format_time,
+    render_object,
+    to_timestamp,
+)
+from tap_prism_imports.sandbox.limits import RateLimiter
+
+DEMO_API_KEY = "prism-sandbox-demo-key"
+"""The API key a sandbox accepts when no keys are configured."""
+
+DEMO_TEAM_ID = "5eed0d3e-0000-4000-8000-000000000001"
+"""The team a sandbox serves when no teams are configured."""
+
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
+JOB_PATH = "/v2/prism/{team_id}/imports/{job_id}"
+
+
+@dataclass
+class ApiResponse:
+    """A response from the sandbox API: status, extra headers and the JSON body in chunks.
+
+    ``fields`` is set for snapshot bodies (so faults can re-render them).
+    """
+
+    status: int
+    chunks: tuple[bytes, ...]
+    headers: dict[str, str] = field(default_factory=dict)
+    fields: Fields | None = None
+    team_id: str | None = None
+    job_id: str | None = None
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.chunks)
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.body)
+
+    @classmethod
+    def of(cls, status: int, payload: Any, **kwargs: Any) -> ApiResponse:
+        return cls(status, (dumps(payload).encode(),), **kwargs)
+
+    @classmethod
+    def error(cls, status: int, message: str, **extra: Any) -> ApiResponse:
+        """An error response with the API's ``{"message": ...}`` body."""
+        headers = extra.pop("headers", {})
+        return cls.of(status, {"message": message, **extra}, headers=headers)
+
+
+@dataclass
+class _Idempotent:
+    fingerprint: str
+    response: ApiResponse
+    created_at: float
+
+
+class BadRequestError(ValueError):
+    """A malformed import request (answered with 400)."""
+
+
+def _validate_import_body(payload: Any) -> tuple[list[JSONDict], JSONDict]:  # noqa: C901
+    if not isinstance(payload, dict):
+        msg = "request body must be a JSON object"
+        raise BadRequestError(msg)
+    objects = payload.get("objects")
+    if not isinstance(objects, list) or not objects:
+        msg = "objects must be a non-empty array"
+        raise BadRequestError(msg)
+    for index, row in enumerate(objects):
+        if not isinstance(row, dict):
+            msg = f"objects[{index}] must be an object"
+            raise BadRequestError(msg)
+        if "default" in row and not isinstance(row["default"], dict):
+            msg = f"objects[{index}].default must be an object keyed by property slug"
+            raise BadRequestError(msg)
+    options = payload.get("options")
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        msg = "options must be an object"
+        raise BadRequestError(msg)
+    if "dedupe_by" in options and not isinstance(options["dedupe_by"], str):
+        msg = "options.dedupe_by must be a property slug"
+        raise BadRequestError(msg)
+    if "caseInsensitive" in options and not isinstance(options["caseInsensitive"], bool):
+        msg = "options.caseInsensitive must be a boolean"
+        raise BadRequestError(msg)
+    if "list_id" in options:
+        try:
+            uuid.UUID(str(options["list_id"]))
+        except ValueError:
+            msg = "options.list_id must be a UUID"
+            raise BadRequestError(msg) from None
+    return objects, options
+
+
+class Sandbox:
+    """A local Prism Imports API.
+
+    Args:
+        host: interface to bind (default loopback only).
+        port: TCP port; 0 picks a free one (see ``port`` / ``base_url`` after ``start()``).
+        api_keys: accepted keys: a list (each key reaches every configured team) or a mapping
+            of key to the teams it may access (``None`` for all). Default: ``[DEMO_API_KEY]``.
+        team_ids: configured teams (UUIDs). Default: ``[DEMO_TEAM_ID]``. Teams named in an
+            ``api_keys`` mapping are added.
+        sync_threshold: imports of at most this many rows finish synchronously (200).
+        rows_per_second: how fast async jobs progress on the sandbox clock.
+        rate_limit: requests per second per key (``None`` disables rate limiting).
+        burst: token-bucket burst size per key.
+        monthly_quota: requests per key per calendar month (``None``: unlimited).
+        latency: seconds added to every API request.
+        error_rate: probability of a 500 on any API request (seeded by ``fault_seed``).
+        fault_seed: seed of the RNG for probabilistic faults.
+        faults: faults to install at start (see ``inject``).
+        request_log: file to append one JSON line per API request to.
+        start_time: initial sandbox time (default: now).
+    """
+
+    def __init__(  # noqa: C901
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_keys: Sequence[str] | Mapping[str, Collection[str] | None] | None = None,
+        team_ids: Sequence[str] | None = None,
+        sync_threshold: int = 100,
+        rows_per_second: float = 100.0,
+        rate_limit: float | None = 10.0,
+        burst: int = 10,
+        monthly_quota: int | None = None,
+        latency: float = 0.0,
+        error_rate: float = 0.0,
+        fault_seed: int = 0,
+        faults: Sequence[Fault] = (),
+        request_log: str | Path | None = None,
+        start_time: datetime | float | None = None,
+    ) -> None:
+        if rows_per_second <= 0:
+            msg = "rows_per_second must be positive"
+            raise ValueError(msg)
+        self.host = host
+        self._requested_port = port
+        teams = [team.lower() for team in (team_ids or [])]
+        self._keys: dict[str, frozenset[str] | None] = {}
+        if api_keys is None:
+            self._keys[DEMO_API_KEY] = None
+        elif isinstance(api_keys, Mapping):
+            for key, allowed in api_keys.items():
+                scoped = None if allowed is None else frozenset(t.lower() for t in allowed)
+                self._keys[key] = scoped
+                teams.extend(t for t in (scoped or ()) if t not in teams)
+        else:
+            for key in api_keys:
+                self._keys[key] = None
+        if not self._keys:
+            self._keys[DEMO_API_KEY] = None
+        if not teams:
+            teams = [DEMO_TEAM_ID]
+        self.team_ids: list[str] = list(dict.fromkeys(teams))
+        self.sync_threshold = sync_threshold
+        self.rows_per_second = rows_per_second
+        self.clock = Clock(None if start_time is None else to_timestamp(start_time, 0.0))
+        self.limiter = RateLimiter(rate_limit, burst, monthly_quota)
+        self.faults = FaultInjector(fault_seed)
+        if latency:
+            self.faults.add(Fault(fault_kinds.LATENCY, seconds=latency))
+        if error_rate:
+            self.faults.add(Fault(fault_kinds.SERVER_ERROR, probability=error_rate))
+        for fault in faults:
+            self.faults.add(fault)
+        self.request_log_path = Path(request_log) if request_log is not None else None
+        self._log_file: IO[str] | None = None
+        self._requests: list[dict[str, Any]] = []
+        self._lock = threading.RLock()
+        self._jobs: dict[str, Job] = {}
+        self._records = RecordIndex()
+        self._idempotency: dict[tuple[str, str], _Idempotent] = {}
+        self._job_sequence = 0
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Self:
+        """Bind and serve in a background thread. Returns ``self``."""
+        if self._server is not None:
+            return self
+        if self.request_log_path is not None:
+            self._log_file = self.request_log_path.open("a", encoding="utf-8")
+        server = _Server((self.host, self._requested_port), _Handler)
+        server.sandbox = self
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close open connections and the request log."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.close_connections()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The bound port (after ``start()``)."""
+        if self._server is None:
+            msg = "the sandbox is not running"
+            raise RuntimeError(msg)
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT`` of the running sandbox."""
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def api_key(self) -> str:
+        """The first configured API key."""
+        return next(iter(self._keys))
+
+    @property
+    def api_keys(self) -> list[str]:
+        return list(self._keys)
+
+    @property
+    def team_id(self) -> str:
+        """The first configured team."""
+        return self.team_ids[0]
+
+    # ------------------------------------------------------------------ clock
+
+    def now(self) -> datetime:
+        """The sandbox clock's current time (UTC)."""
+        return datetime.fromtimestamp(self.clock.now(), tz=timezone.utc)
+
+    def advance_clock(self, seconds: float) -> datetime:
+        """Move the sandbox clock forward: jobs progress, expire, rate limits refill."""
+        return datetime.fromtimestamp(self.clock.advance(seconds), tz=timezone.utc)
+
+    # ------------------------------------------------------------------ faults
+
+    def inject(
+        self,
+        kind: str,
+        *,
+        count: int | None = None,
+        probability: float = 1.0,
+        job_id: str | None = None,
+        method: str | None = None,
+        status: int = 500,
+        retry_after: int | str = 1,
+        seconds: float = 0.0,
+        value: Any = fault_kinds._NOT_GIVEN,  # noqa: SLF001
+        fields: Sequence[str] = ("status", "total"),
+    ) -> Fault:
+        """Add a fault (see ``tap_prism_imports.sandbox.faults`` for the kinds).
+
+        ``count=N`` applies it to the next N matching API requests only; ``job_id`` limits
+        it to requests for that job. Returns the ``Fault`` (its ``fired`` counts hits).
+        """
+        return self.faults.add(
+            Fault(
+                kind,
+                count=count,
+                probability=probability,
+                job_id=job_id,
+                method=method,
+                status=status,
+                retry_after=retry_after,
+                seconds=seconds,
+                value=value,
+                fields=tuple(fields),
+            )
+        )
+
+    def clear_faults(self) -> None:
+        """Remove every fault (including ``latency`` / ``error_rate`` from the constructor)."""
+        self.faults.clear()
+
+    # ------------------------------------------------------------------ request log
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """API requests served so far (control requests excluded), oldest first.
+
+        Each entry: ``time``, ``method``, ``path``, ``status``, ``team_id``, ``job_id``,
+        ``bytes`` (body bytes sent) and ``fault`` (the injected fault kind or ``None``).
+        """
+        with self._lock:
+            return list(self._requests)
+
+    def clear_requests(self) -> None:
+        """Forget the request log kept in memory (the log file is untouched)."""
+        with self._lock:
+            self._requests.clear()
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._requests.append(entry)
+            if self._log_file is not None:
+                self._log_file.write(json.dumps(entry) + "\n")
+                self._log_file.flush()
+
+    # ------------------------------------------------------------------ jobs
+
+    def _new_job_id(self, team_id: str) -> str:
+        with self._lock:
+            while True:
+                self._job_sequence += 1
+                digest = hashlib.sha256(f"{team_id}:{self._job_sequence}".encode()).hexdigest()
+                job_id = f"job_{digest[:24]}"
+                if job_id not in self._jobs:
+                    return job_id
+
+    def _team(self, team_id: str | None) -> str:
+        team = (team_id or self.team_id).lower()
+        if team not in self.team_ids:
+            msg = f"team {team!r} is not configured in this sandbox"
+            raise KeyError(msg)
+        return team
+
+    def job(self, job_id: str) -> Job:
+        """The job with this id (``KeyError`` if unknown)."""
+        with self._lock:
+            return self._jobs[job_id]
+
+    def job_ids(self) -> list[str]:
+        """Every job's id, expired ones included, in creation order."""
+        with self._lock:
+            return list(self._jobs)
+
+    def ref(self, job_id: str) -> str:
+        """The job reference ``TEAM_ID/JOB_ID``."""
+        return f"{self.job(job_id).team_id}/{job_id}"
+
+    def location(self, job_id: str) -> str:
+        """The job's ``Location`` path ``/v2/prism/TEAM_ID/imports/JOB_ID``."""
+        return JOB_PATH.format(team_id=self.job(job_id).team_id, job_id=job_id)
+
+    def add_job(
+        self,
+        team_id: str | None = None,
+        *,
+        rows: int,
+        status: str = "complete",
+        failed_every: int | None = 20,
+        existing_every: int | None = 5,
+        created_at: datetime | float | None = None,
+        job_id: str | None = None,
+        error: Mapping[str, str] | None = None,
+        object_type: str = "contact",
+        rows_per_second: float | None = None,
+    ) -> str:
+        """Create a synthetic job quickly (no row validation) and return its id.
+
+        Row ``i`` fails when ``failed_every`` divides ``i + 1``, else matches an existing
+        record when ``existing_every`` divides ``i + 1``, else creates one (``None`` or 0
+        disables a kind). ``status``: ``complete`` (already done), ``processing`` (progresses
+        at ``rows_per_second`` from ``created_at``) or ``failed`` (job-level ``error``).
+        Complete jobs are rendered right away so the first request is as fast as the rest.
+        """
+        if rows < 0:
+            msg = "rows must be >= 0"
+            raise ValueError(msg)
+        if status not in {"complete", "processing", "failed"}:
+            msg = f"unknown status {status!r}"
+            raise ValueError(msg)
+        team = self._team(team_id)
+        now = self.clock.now()
+        created = to_timestamp(created_at, now)
+        rate = rows_per_second or self.rows_per_second
+        new_id = job_id or self._new_job_id(team)
+        results = SyntheticResults(rows, failed_every or 0, existing_every or 0, f"{team}/{new_id}")
+        complete_at = created if status == "complete" else created + rows / rate
+        job = Job(new_id, team, object_type, results, created, rate, complete_at)
+        if status == "failed":
+            job.complete_at = float("inf")
+            job.failed_at = created
+            job.error = dict(error or DEFAULT_JOB_ERROR)
+        with self._lock:
+            self._jobs[new_id] = job
+        if status == "complete":
+            results.render()
+        return new_id
+
+    def complete_job(self, job_id: str) -> None:
+        """Make a job complete now (clears a failure)."""
+        job = self.job(job_id)
+        now = self.clock.now()
+        with self._lock:
+            job.failed_at = None
+            job.error = None
+            job.complete_at = min(job.complete_at, now)
+        job.invalidate()
+
+    def fail_job(
+        self,
+        job_id: str,
+        code: str = DEFAULT_JOB_ERROR["code"],
+        message: str = DEFAULT_JOB_ERROR["message"],
+    ) -> None:
+        """Make a job fail now with a job-level ``error``."""
+        job = self.job(job_id)
+        with self._lock:
+            job.failed_at = self.clock.now()
+            job.error = {"code": code, "message": message}
+        job.invalidate()
+
+    def snapshot(self, job_id: str) -> JSONDict:
+        """The job's status snapshot as a dict, as GET would return it now."""
+        _fields, chunks = self.job(job_id).snapshot(self.clock.now())
+        result: JSONDict = json.loads(b"".join(chunks))
+        return result
+
+    def submit_import(
+        self,
+        team_id: str,
+        object_type: str,
+        objects: list[JSONDict],
+        options: JSONDict | None = None,
+        idempotency_key: str | None = None,
+    ) -> ApiResponse:
+        """Import rows exactly like ``POST /v2/prism/{team}/{objectType}/import``, no HTTP.
+
+        Returns the ``ApiResponse`` (``.status``, ``.headers``, ``.json()``); errors come back
+        as responses too (400, 409), as they would over HTTP.
+        """
+        payload: JSONDict = {"objects": objects}
+        if options is not None:
+            payload["options"] = options
+        return self._import(team_id.lower(), object_type, payload, idempotency_key)
+
+    def _import(
+        self,
+        team_id: str,
+        object_type: str,
+        payload: Any,
+        idempotency_key: str | None,
+        *,
+        created_at: float | None = None,
+        force_async: bool = False,
+        job_id: str | None = None,
+        rows_per_second: float | None = None,
+    ) -> ApiResponse:
+        if object_type not in OBJECT_TYPES:
+            return ApiResponse.error(
+                400,
+                f"unknown object type {object_type!r}; "
+                f"expected one of {', '.join(sorted(OBJECT_TYPES))}",
+            )
+        if idempotency_key is not None and not (
+            1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH
+        ):
+            return ApiResponse.error(400, "Idempotency-Key must be 1 to 255 characters")
+        try:
+            objects, options = _validate_import_body(payload)
+        except BadRequestError as error:
+            return ApiResponse.error(400, str(error))
+        fingerprint = hashlib.sha256(
+            f"{object_type}\n{json.dumps(payload, sort_keys=True, default=str)}".encode()
+        ).hexdigest()
+        with self._lock:
+            now = self.clock.now() if created_at is None else created_at
+            if idempotency_key is not None:
+                previous = self._idempotency.get((team_id, idempotency_key))
+                if previous is not None and now - previous.created_at < IDEMPOTENCY_TTL_SECONDS:
+                    if previous.fingerprint != fingerprint:
+                        return ApiResponse.error(
+                            409,
+                            "Idempotency-Key was already used with a different request body",
+                            code="idempotency_key_mismatch",
+                        )
+                    replay = previous.response
+                    return ApiResponse(
+                        replay.status,
+                        replay.chunks,
+                        {**replay.headers, "idempotent-replay": "true"},
+                        replay.fields,
+                        replay.team_id,
+                        replay.job_id,
+                    )
+            outcomes = self._records.process(team_id, object_type, objects, options)
+            results = RowResults(outcomes)
+            if len(objects) <= self.sync_threshold and not force_async:
+                response = self._sync_response(results, now)
+            else:
+                response = self._start_job(
+                    team_id, object_type, results, now, job_id, rows_per_second
+                )
+            response.team_id = team_id
+            if idempotency_key is not None:
+                self._idempotency[(team_id, idempotency_key)] = _Idempotent(
+                    fingerprint, response, now
+                )
+            return response
+
+    def _sync_response(self, results: RowResults, now: float) -> ApiResponse:
+        failed = results.failed_before(results.total)
+        fields: Fields = [
+            ("job_id", None),
+            ("status", "complete"),
+            ("total", results.total),
+            ("processed", results.total),
+            ("results", RawJSON(results.render())),
+            ("succeeded", results.total - failed),
+            ("failed", failed),
+            ("created_at", format_time(now)),
+            ("updated_at", format_time(now)),
+        ]
+        return ApiResponse(200, render_object(fields), fields=fields)
+
+    def _start_job(  # noqa: PLR0917
+        self,
+        team_id: str,
+        object_type: str,
+        results: RowResults,
+        now: float,
+        job_id: str | None,
+        rows_per_second: float | None,
+    ) -> ApiResponse:
+        rate = rows_per_second or self.rows_per_second
+        new_id = job_id or self._new_job_id(team_id)
+        job = Job(new_id, team_id, object_type, results, now, rate, now + results.total / rate)
+        self._jobs[new_id] = job
+        fields, chunks = job.snapshot(now)
+        return ApiResponse(
+            202,
+            chunks,
+            {"Location": JOB_PATH.format(team_id=team_id, job_id=new_id)},
+            fields,
+            team_id,
+            new_id,
+        )
+
+    def seed_demo(self, team_id: str | None = None) -> list[str]:
+        """Create the reproducible demo jobs (see ``seed.py``); return their refs."""
+        from tap_prism_imports.sandbox.seed import seed_demo  # noqa: PLC0415
+
+        return seed_demo(self, self._team(team_id))
+
+    # ------------------------------------------------------------------ HTTP API
+
+    def handle_api(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[ApiResponse, float, Fault | None, str | None]:
+        """Answer one API request: ``(response, latency, transport fault, fault kind)``."""
+        route, team_id, rest = _route(method, path)
+        job_id = rest if route == "job" else None
+        latency = self.faults.latency(method, job_id)
+        response, fault = self._answer(method, route, team_id, rest, headers, body)
+        response.team_id = response.team_id or team_id
+        response.job_id = response.job_id or job_id
+        fault_kind = fault.kind if fault is not None else None
+        transport = None
+        if response.status < 400:  # noqa: PLR2004
+            transport = self.faults.take(
+                fault_kinds.TRANSPORT_KINDS, method, response.job_id or job_id
+            )
+            if transport is not None:
+                fault_kind = transport.kind
+        return response, latency, transport, fault_kind
+
+    def _answer(  # noqa: C901, PLR0911, PLR0912, PLR0917
+        self,
+        method: str,
+        route: str,
+        team_id: str | None,
+        rest: str | None,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> tuple[ApiResponse, Fault | None]:
+        api_key = headers.get("x-api-key")
+        if not api_key:
+            return ApiResponse.error(401, "missing x-api-key header"), None
+        if api_key not in self._keys:
+            return ApiResponse.error(403, "invalid or revoked API key"), None
+        retry_after = self.limiter.check(api_key, self.clock.now())
+        if retry_after is not None:
+            return ApiResponse.error(
+                429, "rate limit exceeded", headers={"Retry-After": str(retry_after)}
+            ), None
+        if route == "not_found":
+            return ApiResponse.error(404, "not found"), None
+        if route == "method_not_allowed":
+            return ApiResponse.error(405, "method not allowed"), None
+        if route == "bad_request" or team_id is None or rest is None:
+            return ApiResponse.error(400, "malformed request path"), None
+        allowed = self._keys[api_key]
+        if team_id not in self.team_ids or (allowed is not None and team_id not in allowed):
+            return ApiResponse.error(403, "this API key has no access to that team"), None
+        job_id = rest if route == "job" else None
+        fault = self.faults.take(fault_kinds.STATUS_KINDS, method, job_id)
+        if fault is not None:
+            if fault.kind == fault_kinds.RATE_LIMIT:
+                return ApiResponse.error(
+                    429, "rate limit exceeded", headers={"Retry-After": str(fault.retry_after)}
+                ), fault
+            return ApiResponse.error(fault.status, "internal server error"), fault
+        if route == "job":
+            response = self._get_job(team_id, rest)
+        else:
+            key = headers.get("idempotency-key")
+            try:
+                payload = json.loads(body) if body else None
+            except (ValueError, UnicodeDecodeError):
+                response = ApiResponse.error(400, "request body is not valid JSON")
+            else:
+                response = self._import(team_id, rest, payload, key)
+        if response.fields is not None and response.status < 400:  # noqa: PLR2004
+            fault = self.faults.take(fault_kinds.BODY_KINDS, method, job_id or response.job_id)
+            if fault is not None:
+                response = _apply_body_fault(response, fault)
+                return response, fault
+        return response, None
+
+    def _get_job(self, team_id: str, job_id: str) -> ApiResponse:
+        now = self.clock.now()
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None or job.team_id != team_id or job.is_expired(now):
+            return ApiResponse.error(404, "import job not found or expired")
+        fields, chunks = job.snapshot(now)
+        return ApiResponse(200, chunks, fields=fields, team_id=team_id, job_id=job_id)
+
+    # ------------------------------------------------------------------ control API
+
+    def handle_control(self, method: str, path: str, body: bytes) -> ApiResponse:  # noqa: C901, PLR0911, PLR0912
+        """Answer a ``/_sandbox/...`` control request (no key, not rate limited, not logged)."""
+        try:
+            payload: Any = json.loads(body) if body else {}
+        except ValueError:
+            return ApiResponse.error(400, "request body is not valid JSON")
+        parts = [urllib.parse.unquote(p) for p in path.split("/")[2:] if p]
+        try:
+            if parts == ["health"] and method == "GET":
+                return ApiResponse.of(200, {"ok": True, "base_url": self.base_url})
+            if parts == ["clock"] and method == "GET":
+                return ApiResponse.of(200, {"now": format_time(self.clock.now())})
+            if parts == ["clock"] and method == "POST":
+                moment = self.clock.advance(float(payload.get("advance_seconds", 0)))
+                return ApiResponse.of(200, {"now": format_time(moment)})
+            if parts == ["faults"] and method == "GET":
+                return ApiResponse.of(200, {"faults": [f.to_dict() for f in self.faults.list()]})
+            if parts == ["faults"] and method == "POST":
+                specs = payload if isinstance(payload, list) else [payload]
+                added = [self.faults.add(Fault.from_dict(spec)) for spec in specs]
+                return ApiResponse.of(200, {"faults": [f.to_dict() for f in added]})
+            if parts == ["faults"] and method == "DELETE":
+                self.clear_faults()
+                return ApiResponse.of(200, {"faults": []})
+            if parts == ["requests"] and method == "GET":
+                return ApiResponse.of(200, {"requests": self.requests})
+            if parts == ["requests"] and method == "DELETE":
+                self.clear_requests()
+                return ApiResponse.of(200, {"requests": []})
+            if parts == ["jobs"] and method == "POST":
+                job_id = self.add_job(**_job_kwargs(payload))
+                return ApiResponse.of(
+                    201,
+                    {"job_id": job_id, "ref": self.ref(job_id), "location": self.location(job_id)},
+                )
+            if len(parts) == 3 and parts[0] == "jobs" and method == "POST":  # noqa: PLR2004
+                if parts[2] == "complete":
+                    self.complete_job(parts[1])
+                elif parts[2] == "fail":
+                    self.fail_job(parts[1], **payload)
+                else:
+                    return ApiResponse.error(404, "not found")
+                return ApiResponse.of(200, {"job_id": parts[1]})
+            if parts == ["seed"] and method == "POST":
+                if payload.get("name", "demo") != "demo":
+                    return ApiResponse.error(400, "the only seed is 'demo'")
+                return ApiResponse.of(200, {"refs": self.seed_demo(payload.get("team_id"))})
+        except KeyError as error:
+            return ApiResponse.error(404, f"not found: {error}")
+        except (TypeError, ValueError, AttributeError) as error:
+            return ApiResponse.error(400, str(error))
+        return ApiResponse.error(404, "not found")
+
+
+def _job_kwargs(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        msg = "body must be an object"
+        raise TypeError(msg)
+    allowed = {
+        "team_id",
+        "rows",
+        "status",
+        "failed_every",
+        "existing_every",
+        "created_at",
+        "job_id",
+        "error",
+        "object_type",
+        "rows_per_second",
+    }
+    unknown = set(payload) - allowed
+    if unknown:
+        msg = f"unknown keys: {', '.join(sorted(unknown))}"
+        raise ValueError(msg)
+    kwargs = dict(payload)
+    if isinstance(kwargs.get("created_at"), str):
+        kwargs["created_at"] = datetime.fromisoformat(kwargs["created_at"].replace("Z", "+00:00"))
+    return kwargs
+
+
+def _apply_body_fault(response: ApiResponse, fault: Fault) -> ApiResponse:
+    fields = list(response.fields or [])
+    if fault.kind == fault_kinds.MALFORMED_JSON:
+        body = response.body
+        return ApiResponse(200, (body[:-1], b',]"'), dict(response.headers), None)
+    if fault.kind == fault_kinds.UNEXPECTED_STATUS:
+        fields = [(k, fault.value if k == "status" else v) for k, v in fields]
+    elif fault.kind == fault_kinds.MISSING_FIELDS:
+        fields = [(k, v) for k, v in fields if k not in fault.fields]
+    elif fault.kind == fault_kinds.RESULTS_WRONG_TYPE:
+        if any(k == "results" for k, _ in fields):
+            fields = [(k, fault.value if k == "results" else v) for k, v in fields]
+        else:
+            position = next((i + 1 for i, (k, _) in enumerate(fields) if k == "processed"), 0)
+            fields.insert(position, ("results", fault.value))
+    return ApiResponse(
+        response.status,
+        render_object(fields),
+        dict(response.headers),
+        fields,
+        response.team_id,
+        response.job_id,
+    )
+
+
+def _route(method: str, path: str) -> tuple[str, str | None, str | None]:
+    """``(route, team_id, job_id or object type)`` for an API path."""
+    parts = path.split("/")
+    if len(parts) == 6 and parts[:3] == ["", "v2", "prism"]:  # noqa: PLR2004
+        team_id = urllib.parse.unquote(parts[3]).lower()
+        if parts[4] == "imports":
+            if method != "GET":
+                return "method_not_allowed", team_id, None
+            job_id = urllib.parse.unquote(parts[5])
+            return ("job", team_id, job_id) if job_id and team_id else ("bad_request", None, None)
+        if parts[5] == "import":
+            if method != "POST":
+                return "method_not_allowed", team_id, None
+            object_type = urllib.parse.unquote(parts[4])
+            return "import", team_id, object_type
+    return "not_found", None, None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    sandbox: Sandbox
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Wake handler threads waiting on idle keep-alive connections so they exit."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "prism-sandbox"
+    sys_version = ""
+    timeout = 120
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Silence the default stderr access log (the sandbox keeps its own)."""
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
+    def _read_body(self) -> bytes:
+        length = self.headers.get("Content-Length")
+        if not length:
+            return b""
+        try:
+            size = int(length)
+        except ValueError:
+            return b""
+        return self.rfile.read(size) if size > 0 else b""
+
+    def _handle(self, method: str) -> None:
+        sandbox = self.server.sandbox
+        path = urllib.parse.urlsplit(self.path).path
+        body = self._read_body()
+        if path == "/_sandbox" or path.startswith("/_sandbox/"):
+            if self.client_address[0] not in LOOPBACK_HOSTS:
+                response = ApiResponse.error(403, "control endpoints are loopback only")
+            else:
+                response = sandbox.handle_control(method, path, body)
+            self._send(response, None)
+            return
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        response, latency, transport, fault_kind = sandbox.handle_api(method, path, headers, body)
+        if latency > 0:
+            time.sleep(latency)
+        sent = self._send(response, transport)
+        sandbox._record(  # noqa: SLF001
+            {
+                "time": format_time(sandbox.clock.now()),
+                "method": method,
+                "path": path,
+                "status": response.status,
+                "team_id": response.team_id,
+                "job_id": response.job_id,
+                "bytes": sent,
+                "fault": fault_kind,
+            }
+        )
+
+    def _send(self, response: ApiResponse, transport: Fault | None) -> int:
+        total = sum(len(chunk) for chunk in response.chunks)
+        self.send_response(response.status, HTTPStatus(response.status).phrase)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(total))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if transport is None:
+            try:
+                for chunk in response.chunks:
+                    self.wfile.write(chunk)
+            except OSError:
+                self.close_connection = True
+                return 0
+            return total
+        cut = total // 2
+        try:
+            self.wfile.write(b"".join(_iter_prefix(response.chunks, cut)))
+        except OSError:
+            cut = 0
+        self.close_connection = True
+        try:
+            if transport.kind == fault_kinds.DROP_CONNECTION:
+                # Abortive close (RST): the client sees a reset, not an orderly end of stream.
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                os.close(self.connection.detach())
+            else:
+                self.connection.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        return cut
+
+
+def _iter_prefix(chunks: Sequence[bytes], size: int) -> Iterator[bytes]:
+    remaining = size
+    for chunk in chunks:
+        if remaining <= 0:
+            return
+        piece = chunk[:remaining]
+        remaining -= len(piece)
+        yield piece
