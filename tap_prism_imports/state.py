@@ -1,0 +1,136 @@
+"""What the tap remembers between runs about each job, and when it says so.
+
+The ledger lives in the ``import_jobs`` stream state under ``jobs``:
+``{"TEAM_ID/JOB_ID": {"status": ..., "requested_at": ..., "expires_at": ...}}``.
+An entry changes only after everything fetched for that job has been emitted,
+so a STATE message never claims more than the records before it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+import typing as t
+
+from singer_sdk.exceptions import ConfigValidationError
+
+from tap_prism_imports.snapshots import (
+    TERMINAL_STATUSES,
+    format_datetime,
+    normalize_datetime,
+    parse_datetime,
+)
+
+if t.TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from tap_prism_imports.job_refs import JobRef
+    from tap_prism_imports.snapshots import JobSnapshot
+
+STATE_FORMAT_VERSION = 1
+NOT_FOUND = "not_found"
+# The API keeps async jobs 7 days; an entry past that can only ever answer 404.
+RETENTION = datetime.timedelta(days=7)
+
+
+class JobLedger:
+    """Per-job progress, kept inside the SDK's state dict and updated in place."""
+
+    def __init__(self, stream_state: dict[str, t.Any]) -> None:
+        version = stream_state.get("jobs_format", STATE_FORMAT_VERSION)
+        if version != STATE_FORMAT_VERSION:
+            msg = (
+                f"The state's jobs_format {version!r} was written by another version of "
+                f"tap-prism-imports (this one reads {STATE_FORMAT_VERSION}); "
+                "upgrade the tap or run without state."
+            )
+            raise ConfigValidationError(msg, errors=[msg])
+        stream_state["jobs_format"] = STATE_FORMAT_VERSION
+        self._jobs: dict[str, dict[str, t.Any]] = stream_state.setdefault("jobs", {})
+
+    def status(self, ref: JobRef) -> str | None:
+        entry = self._jobs.get(ref.key)
+        return None if entry is None else entry.get("status")
+
+    def requested_at(self, ref: JobRef) -> str:
+        """When the job was last requested ('' if never), for oldest-first budgeting."""
+        entry = self._jobs.get(ref.key)
+        return "" if entry is None else str(entry.get("requested_at") or "")
+
+    def is_expired(self, ref: JobRef, now: datetime.datetime) -> bool:
+        entry = self._jobs.get(ref.key)
+        if entry is None:
+            return False
+        if entry.get("status") == NOT_FOUND:
+            return True
+        expires_at = entry.get("expires_at")
+        return expires_at is not None and parse_datetime(expires_at) <= now
+
+    def needs_request(self, ref: JobRef, now: datetime.datetime, *, refresh_terminal: bool) -> bool:
+        if self.is_expired(ref, now):
+            return False
+        return refresh_terminal or self.status(ref) not in TERMINAL_STATUSES
+
+    def record_snapshot(self, snapshot: JobSnapshot) -> None:
+        record = snapshot.record
+        expires_at = record["expires_at"]
+        if expires_at is None and record["created_at"] is not None:
+            expires_at = format_datetime(parse_datetime(record["created_at"]) + RETENTION)
+        self._jobs[snapshot.ref.key] = {
+            "status": record["status"],
+            "requested_at": record["fetched_at"],
+            "expires_at": expires_at,
+        }
+
+    def record_not_found(self, ref: JobRef, requested_at: datetime.datetime) -> None:
+        self._jobs[ref.key] = {
+            "status": NOT_FOUND,
+            "requested_at": format_datetime(requested_at),
+            "expires_at": None,
+        }
+
+    def record_request(self, ref: JobRef, requested_at: datetime.datetime) -> None:
+        """A request was spent on the job without a usable answer: status stays as it was."""
+        entry = self._jobs.setdefault(ref.key, {"status": None, "expires_at": None})
+        entry["requested_at"] = format_datetime(requested_at)
+
+    def prune(self, configured: Collection[str], now: datetime.datetime) -> int:
+        """Drop entries of jobs no longer configured that can no longer be fetched."""
+        stale = [
+            key
+            for key, entry in self._jobs.items()
+            if key not in configured and _past_retention(entry, now)
+        ]
+        for key in stale:
+            del self._jobs[key]
+        return len(stale)
+
+
+def _past_retention(entry: dict[str, t.Any], now: datetime.datetime) -> bool:
+    if entry.get("status") == NOT_FOUND:
+        return True
+    expires_at = normalize_datetime(entry.get("expires_at"))
+    if expires_at is not None:
+        return parse_datetime(expires_at) <= now
+    requested_at = normalize_datetime(entry.get("requested_at"))
+    return requested_at is None or parse_datetime(requested_at) + RETENTION <= now
+
+
+class StateCheckpoints:
+    """Rations STATE messages to one per interval.
+
+    Every STATE message carries every job's entry, and the SDK writes one after each
+    child sync; one per job would make a run quadratic in the number of jobs.
+    """
+
+    def __init__(self, interval_seconds: float = 1.0) -> None:
+        self._interval = interval_seconds
+        self._last = -float("inf")
+        self.unthrottled = False
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if self.unthrottled or now - self._last >= self._interval:
+            self._last = now
+            return True
+        return False

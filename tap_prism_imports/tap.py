@@ -1,0 +1,101 @@
+"""The tap: its settings and streams."""
+
+from __future__ import annotations
+
+from singer_sdk import Tap
+from singer_sdk import typing as th
+from typing_extensions import override
+
+from tap_prism_imports import __version__, streams
+from tap_prism_imports.client import API_KEY_ENV, API_URL_ENV, DEFAULT_API_URL
+
+
+class TapPrismImports(Tap):
+    """Extracts Prism bulk-import job snapshots and their per-row results."""
+
+    name = "tap-prism-imports"
+    plugin_version = __version__
+
+    config_jsonschema = th.PropertiesList(
+        th.Property(
+            "api_key",
+            th.StringType,
+            secret=True,
+            description=f"Prism API key, sent as x-api-key. Defaults to env {API_KEY_ENV}.",
+        ),
+        th.Property(
+            "team_id",
+            th.StringType,
+            description="Team (UUID) for job refs that name no team.",
+        ),
+        th.Property(
+            "api_url",
+            th.StringType,
+            description=f"API base URL. Defaults to env {API_URL_ENV}, else {DEFAULT_API_URL}.",
+        ),
+        th.Property(
+            "job_ids",
+            th.ArrayType(th.StringType),
+            default=[],
+            description="Job refs: JOB_ID, TEAM_ID/JOB_ID, or the import's Location "
+            "path or URL (/v2/prism/TEAM_ID/imports/JOB_ID).",
+        ),
+        th.Property(
+            "job_ids_file",
+            th.StringType,
+            description="File of job refs, one per line; blank lines and # comments ignored.",
+        ),
+        th.Property(
+            "wait_for_completion",
+            th.BooleanType,
+            default=False,
+            description="Poll processing jobs until they finish or max_wait_seconds passes.",
+        ),
+        th.Property(
+            "poll_interval_seconds",
+            th.NumberType(minimum=1),
+            default=30,
+            description="First wait between polls of one job; each further wait grows "
+            "x1.5, at most 300 s. Polls spend quota.",
+        ),
+        th.Property(
+            "max_wait_seconds",
+            th.NumberType(minimum=0),
+            default=900,
+            description="One deadline for all of a run's waiting; then the last snapshot "
+            "is emitted.",
+        ),
+        th.Property(
+            "refresh_terminal_jobs",
+            th.BooleanType,
+            default=False,
+            description="Request jobs already captured as complete or failed again and "
+            "re-emit them with their results. Expired jobs are never requested.",
+        ),
+        th.Property(
+            "requests_per_second",
+            th.NumberType(exclusive_minimum=0),
+            default=10,
+            description="Client-side pace shared by all requests (the API allows 10/s).",
+        ),
+        th.Property(
+            "request_timeout_seconds",
+            th.NumberType(exclusive_minimum=0),
+            default=60,
+            description="Timeout of one request, in seconds.",
+        ),
+        th.Property(
+            "max_requests_per_run",
+            th.IntegerType(minimum=1),
+            description="Stop requesting after this many requests (polls and retries "
+            "count); the jobs left go first next run. Unset: no limit.",
+        ),
+    ).to_dict()
+
+    @override
+    def discover_streams(self) -> list[streams.ImportJobsStream | streams.ImportResultsStream]:
+        return [streams.ImportJobsStream(self), streams.ImportResultsStream(self)]
+
+
+if __name__ == "__main__":
+    TapPrismImports.cli()
