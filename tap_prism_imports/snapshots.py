@@ -195,7 +195,7 @@ def _walk_body(  # noqa: PLR0912
             if prefix == "results.item":
                 if event == "end_map":
                     writer.finish_row()
-                elif event != "start_map":
+                elif event not in {"start_map", "map_key"}:
                     msg = f"results[{writer.spool.count}] is not an object"
                     raise InvalidSnapshotError(msg)
             else:
