@@ -1,6 +1,3 @@
-# Copyright 2026 tap-prism-imports developers
-# SPDX-License-Identifier: Apache-2.0
-
 """Shared pytest fixtures: an in-process Prism Imports sandbox."""
 
 from __future__ import annotations

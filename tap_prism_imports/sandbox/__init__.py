@@ -1,6 +1,3 @@
-# Copyright 2026 tap-prism-imports developers
-# SPDX-License-Identifier: Apache-2.0
-
 """An offline sandbox implementing the Prism Imports API, for tests, demos and benchmarks.
 
 Example::

@@ -1,6 +1,3 @@
-# Copyright 2026 tap-prism-imports developers
-# SPDX-License-Identifier: Apache-2.0
-
 """``python -m tap_prism_imports.sandbox``: same as the ``prism-sandbox`` command."""
 
 import sys

@@ -1,6 +1,3 @@
-# Copyright 2026 tap-prism-imports developers
-# SPDX-License-Identifier: Apache-2.0
-
 """The ``prism-sandbox`` command: run the offline Prism Imports API until SIGTERM/SIGINT."""
 
 from __future__ import annotations

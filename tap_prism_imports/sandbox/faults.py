@@ -1,6 +1,3 @@
-# Copyright 2026 tap-prism-imports developers
-# SPDX-License-Identifier: Apache-2.0
-
 """Fault injection: make API requests slow, fail, or answer with broken bodies.
 
 A fault applies to API requests (never to ``/_sandbox`` control requests) that match its

@@ -1,6 +1,3 @@
-# Copyright 2026 tap-prism-imports developers
-# SPDX-License-Identifier: Apache-2.0
-
 """Import jobs for the sandbox: the clock, row outcomes, job progress and snapshot rendering.
 
 Row outcome rules (applied to every row of an import request, in input order):

@@ -1,6 +1,3 @@
-# Copyright 2026 tap-prism-imports developers
-# SPDX-License-Identifier: Apache-2.0
-
 """Per-key rate limit (token bucket) and monthly quota, on the sandbox clock."""
 
 from __future__ import annotations

@@ -1,6 +1,3 @@
-# Copyright 2026 tap-prism-imports developers
-# SPDX-License-Identifier: Apache-2.0
-
 """The ``demo`` seed: a reproducible set of import jobs for one team.
 
 Every seeded job goes through the same import logic as ``POST .../import`` (so row

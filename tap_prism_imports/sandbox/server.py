@@ -1,6 +1,3 @@
-# Copyright 2026 tap-prism-imports developers
-# SPDX-License-Identifier: Apache-2.0
-
 """The sandbox: a local implementation of the Prism Imports API on the standard library.
 
 ``Sandbox`` holds the state (keys, teams, jobs, clock, faults, request log) and serves it
@@ -106,7 +103,7 @@ class BadRequestError(ValueError):
     """A malformed import request (answered with 400)."""
 
 
-def _validate_import_body(payload: Any) -> tuple[list[JSONDict], JSONDict]:  # noqa: C901
+def _validate_import_body(payload: Any) -> tuple[list[JSONDict], JSONDict]:
     if not isinstance(payload, dict):
         msg = "request body must be a JSON object"
         raise BadRequestError(msg)
@@ -165,7 +162,7 @@ class Sandbox:
         start_time: initial sandbox time (default: now).
     """
 
-    def __init__(  # noqa: C901
+    def __init__(
         self,
         *,
         host: str = "127.0.0.1",
@@ -278,6 +275,11 @@ class Sandbox:
         """``http://HOST:PORT`` of the running sandbox."""
         host = self.host if ":" not in self.host else f"[{self.host}]"
         return f"http://{host}:{self.port}"
+
+    @property
+    def connections_accepted(self) -> int:
+        """TCP connections accepted so far (keep-alive reuses one for many requests)."""
+        return self._server.connections_accepted if self._server is not None else 0
 
     @property
     def api_key(self) -> str:
@@ -626,7 +628,7 @@ class Sandbox:
                 fault_kind = transport.kind
         return response, latency, transport, fault_kind
 
-    def _answer(  # noqa: C901, PLR0911, PLR0912, PLR0917
+    def _answer(  # noqa: PLR0911, PLR0912, PLR0917
         self,
         method: str,
         route: str,
@@ -690,7 +692,7 @@ class Sandbox:
 
     # ------------------------------------------------------------------ control API
 
-    def handle_control(self, method: str, path: str, body: bytes) -> ApiResponse:  # noqa: C901, PLR0911, PLR0912
+    def handle_control(self, method: str, path: str, body: bytes) -> ApiResponse:  # noqa: PLR0911, PLR0912
         """Answer a ``/_sandbox/...`` control request (no key, not rate limited, not logged)."""
         try:
             payload: Any = json.loads(body) if body else {}
@@ -823,11 +825,13 @@ class _Server(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self.connections_accepted = 0
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
             self._connections.add(request)
+            self.connections_accepted += 1
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
