@@ -1,0 +1,226 @@
+"""The demo seed, the control endpoints and the ``prism-sandbox`` command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox
+from tap_prism_imports.sandbox.cli import _auth, build_parser
+
+HEADERS = {"x-api-key": DEMO_API_KEY}
+
+
+def fetch(base_url: str, ref: str) -> requests.Response:
+    team_id, job_id = ref.split("/")
+    with requests.Session() as session:
+        response = session.get(
+            f"{base_url}/v2/prism/{team_id}/imports/{job_id}", headers=HEADERS, timeout=30
+        )
+        response.close()
+    return response
+
+
+def control(base_url: str, method: str, path: str, body: Any = None) -> requests.Response:
+    with requests.Session() as session:
+        response = session.request(method, base_url + path, json=body, timeout=30)
+        response.close()
+    return response
+
+
+def test_seed_demo_jobs(sandbox: Sandbox) -> None:
+    refs = sandbox.seed_demo()
+    assert len(refs) == 6
+    assert all(ref.startswith(DEMO_TEAM_ID + "/job_") for ref in refs)
+    contacts, organizations, deals, processing, failed, expired = (
+        fetch(sandbox.base_url, ref) for ref in refs
+    )
+    for response in (contacts, organizations, deals):
+        body = response.json()
+        assert body["status"] == "complete"
+        results = body["results"]
+        assert any(r["created"] for r in results)
+        assert any(r["existing"] for r in results)
+        assert any(r["error"] for r in results)
+        assert body["failed"] == sum(1 for r in results if r["error"])
+    assert deals.json()["total"] == 5000
+    running = processing.json()
+    assert running["status"] == "processing"
+    assert 0 < running["processed"] < running["total"]
+    assert "results" not in running
+    assert failed.json()["status"] == "failed"
+    assert failed.json()["error"]["code"] == "import_aborted"
+    assert expired.status_code == 404
+
+    sandbox.advance_clock(5 * 60)
+    assert fetch(sandbox.base_url, refs[3]).json()["status"] == "processing"
+    sandbox.advance_clock(5 * 60)
+    assert fetch(sandbox.base_url, refs[3]).json()["status"] == "complete"
+
+
+def test_seed_demo_is_reproducible() -> None:
+    def run() -> tuple[list[str], Any]:
+        with Sandbox(rate_limit=None) as sb:
+            refs = sb.seed_demo()
+            return refs, sb.snapshot(refs[0].split("/")[1])["results"]
+
+    assert run() == run()
+
+
+def test_seed_demo_is_idempotent(sandbox: Sandbox) -> None:
+    assert sandbox.seed_demo() == sandbox.seed_demo()
+    assert len(sandbox.job_ids()) == 6
+
+
+def test_control_endpoints(sandbox: Sandbox) -> None:
+    base = sandbox.base_url
+    assert control(base, "GET", "/_sandbox/health").json()["ok"] is True
+    made = control(base, "POST", "/_sandbox/jobs", {"team_id": DEMO_TEAM_ID, "rows": 300})
+    assert made.status_code == 201
+    job = made.json()
+    assert job["ref"] == f"{DEMO_TEAM_ID}/{job['job_id']}"
+    assert job["location"] == f"/v2/prism/{DEMO_TEAM_ID}/imports/{job['job_id']}"
+
+    slow = control(
+        base, "POST", "/_sandbox/jobs", {"rows": 1000, "status": "processing", "job_id": "job_slow"}
+    ).json()
+    assert fetch(base, slow["ref"]).json()["status"] == "processing"
+    before = control(base, "GET", "/_sandbox/clock").json()["now"]
+    after = control(base, "POST", "/_sandbox/clock", {"advance_seconds": 30}).json()["now"]
+    assert after > before
+    assert fetch(base, slow["ref"]).json()["status"] == "complete"
+
+    control(base, "POST", "/_sandbox/jobs/job_slow/fail", {"code": "x", "message": "y"})
+    assert fetch(base, slow["ref"]).json()["error"] == {"code": "x", "message": "y"}
+    control(base, "POST", "/_sandbox/jobs/job_slow/complete")
+    assert fetch(base, slow["ref"]).json()["status"] == "complete"
+
+    added = control(base, "POST", "/_sandbox/faults", {"kind": "server_error", "count": 1})
+    assert added.json()["faults"][0]["kind"] == "server_error"
+    assert fetch(base, job["ref"]).status_code == 500
+    control(base, "POST", "/_sandbox/faults", [{"kind": "rate_limit", "retry_after": 9}])
+    assert len(control(base, "GET", "/_sandbox/faults").json()["faults"]) == 2
+    assert control(base, "DELETE", "/_sandbox/faults").status_code == 200
+    assert fetch(base, job["ref"]).status_code == 200
+
+    logged = control(base, "GET", "/_sandbox/requests").json()["requests"]
+    assert [entry["status"] for entry in logged] == [200, 200, 200, 200, 500, 200]
+    control(base, "DELETE", "/_sandbox/requests")
+    assert sandbox.requests == []
+
+    seeded = control(base, "POST", "/_sandbox/seed", {"name": "demo"}).json()["refs"]
+    assert len(seeded) == 6
+    assert control(base, "POST", "/_sandbox/jobs", {"rows": 1, "bogus": 1}).status_code == 400
+    assert control(base, "POST", "/_sandbox/jobs/job_nope/complete").status_code == 404
+    assert control(base, "GET", "/_sandbox/nothing").status_code == 404
+    assert control(base, "POST", "/_sandbox/clock", {"advance_seconds": -1}).status_code == 400
+    assert sandbox.requests == []
+
+
+def test_config_file_and_flags(tmp_path: Path) -> None:
+    config = tmp_path / "sandbox.json"
+    team = "0a1b2c3d-0000-4000-8000-00000000abcd"
+    config.write_text(
+        json.dumps({"api_keys": {"k1": None, "k2": [team]}, "team_ids": [DEMO_TEAM_ID]})
+    )
+    args = build_parser().parse_args(["--config", str(config), "--api-key", "k0"])
+    keys, teams, defaulted = _auth(args)
+    assert keys == {"k0": None, "k1": None, "k2": [team]}
+    assert teams == [DEMO_TEAM_ID]
+    assert not defaulted
+    sb = Sandbox(api_keys=keys, team_ids=teams)
+    assert sb.team_ids == [DEMO_TEAM_ID, team]
+    assert _auth(build_parser().parse_args([]))[2]
+
+
+def _command() -> list[str]:
+    script = shutil.which("prism-sandbox") or str(Path(sys.executable).with_name("prism-sandbox"))
+    if Path(script).exists():
+        return [script]
+    return [sys.executable, "-m", "tap_prism_imports.sandbox"]
+
+
+def _wait_for(path: Path, process: subprocess.Popen[str]) -> str:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.kill()
+    out, err = process.communicate()
+    pytest.fail(f"sandbox did not start: {out} {err}")
+
+
+def test_command_serves_seeded_jobs_and_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
+    port_file = tmp_path / "port"
+    refs_file = tmp_path / "refs.txt"
+    log = tmp_path / "requests.jsonl"
+    process = subprocess.Popen(
+        [
+            *_command(),
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+            "--seed",
+            "demo",
+            "--refs-file",
+            str(refs_file),
+            "--request-log",
+            str(log),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = int(_wait_for(port_file, process))
+        base = f"http://127.0.0.1:{port}"
+        lines = [
+            line for line in refs_file.read_text().splitlines() if line and not line.startswith("#")
+        ]
+        assert len(lines) == 6
+        assert lines[1].startswith(f"/v2/prism/{DEMO_TEAM_ID}/imports/job_")
+        response = fetch(base, lines[0])
+        assert response.status_code == 200
+        assert response.json()["status"] == "complete"
+        control(base, "POST", "/_sandbox/clock", {"advance_seconds": 600})
+        assert fetch(base, lines[3]).json()["status"] == "complete"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert f"listening on http://127.0.0.1:{port}" in out
+    assert DEMO_API_KEY in out
+    assert DEMO_TEAM_ID in out
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [entry["status"] for entry in entries] == [200, 200]
+
+
+def test_command_exits_cleanly_on_sigint(tmp_path: Path) -> None:
+    port_file = tmp_path / "port"
+    process = subprocess.Popen(
+        [*_command(), "--port", "0", "--port-file", str(port_file), "--api-key", "k",
+         "--team-id", DEMO_TEAM_ID],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        _wait_for(port_file, process)
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert DEMO_API_KEY not in out
