@@ -108,6 +108,10 @@ def parse_retry_after(headers: t.Mapping[str, str], now: float | None = None) ->
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
+class RunStoppedError(Exception):
+    """The run is ending (a fatal error elsewhere): no further request is sent."""
+
+
 class RequestPacer:
     """Spaces all requests at least ``1 / rate`` seconds apart, and pauses them all on a 429."""
 
@@ -116,6 +120,7 @@ class RequestPacer:
         self._lock = threading.Lock()
         self._next_slot = 0.0
         self._paused_until = 0.0
+        self._stopped = threading.Event()
 
     def wait_turn(self) -> None:
         while True:
@@ -123,10 +128,15 @@ class RequestPacer:
                 now = time.monotonic()
                 slot = max(now, self._next_slot, self._paused_until)
                 self._next_slot = slot + self._interval
-            time.sleep(max(0.0, slot - time.monotonic()))
+            if self._stopped.wait(max(0.0, slot - time.monotonic())):
+                raise RunStoppedError
             with self._lock:
                 if time.monotonic() >= self._paused_until:
                     return
+
+    def stop(self) -> None:
+        """Refuse every request from now on (requests already sent finish)."""
+        self._stopped.set()
 
     def pause(self, seconds: float) -> None:
         with self._lock:
@@ -225,9 +235,11 @@ class PrismStream(RESTStream[t.Any]):
             )
             raise FatalAPIError(msg)
         if status == HTTPStatus.FORBIDDEN:
+            team = _team_in_path(response.url)
             msg = (
                 f"The API refused the request ({reason}): the key in `api_key` is invalid "
-                "or revoked, or has no access to the job's team. Check `api_key` and `team_id`."
+                f"or revoked, or has no access to team {team}. Check `api_key`, and the "
+                "team in `team_id` or the job refs."
             )
             raise FatalAPIError(msg)
         if status == HTTPStatus.NOT_FOUND:
@@ -328,6 +340,9 @@ class PrismStream(RESTStream[t.Any]):
         self.requests_session.mount("http://", adapter)
         self._fetch_with_retries = self.request_decorator(self._fetch_once)
 
+    def stop_requests(self) -> None:
+        self._pacer.stop()
+
     @property
     def worker_count(self) -> int:
         """Requests in flight at once: enough to keep the pace despite latency."""
@@ -383,6 +398,11 @@ class PrismStream(RESTStream[t.Any]):
                     raise BodyTransferError(msg, response) from error
                 msg = f"the body is not valid JSON: {error}"
                 raise InvalidSnapshotError(msg) from error
+
+
+def _team_in_path(url: str) -> str:
+    segments = urllib.parse.urlsplit(url).path.split("/")
+    return urllib.parse.unquote(segments[3]) if len(segments) > 3 else "?"  # noqa: PLR2004
 
 
 def _fully_received(response: requests.Response) -> bool:
@@ -441,8 +461,10 @@ class SnapshotPipeline:
         *,
         workers: int,
         wait: WaitPolicy | None,
+        stop_requests: Callable[[], None],
     ) -> None:
         self._fetch = fetch
+        self._stop_requests = stop_requests
         self._workers = workers
         self._wait = wait
 
@@ -481,6 +503,7 @@ class SnapshotPipeline:
                     if outcome is not None:
                         finished[poll.index] = outcome
         finally:
+            self._stop_requests()
             pool.shutdown(wait=True, cancel_futures=True)
             for future in pending:
                 if future.done() and not future.cancelled() and future.exception() is None:

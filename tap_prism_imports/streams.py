@@ -183,7 +183,10 @@ class ImportJobsStream(PrismStream):
         to_fetch = self._within_budget(to_fetch, ledger, budget, summary)
 
         pipeline = SnapshotPipeline(
-            self.fetch_snapshot, workers=self.worker_count, wait=self._wait_policy()
+            self.fetch_snapshot,
+            workers=self.worker_count,
+            wait=self._wait_policy(),
+            stop_requests=self.stop_requests,
         )
         try:
             for outcome in pipeline.run(to_fetch):

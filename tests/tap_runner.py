@@ -1,0 +1,89 @@
+"""Run the tap in-process, as a scheduler would run it, and read what it wrote."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import typing as t
+from dataclasses import dataclass, field
+
+from tap_prism_imports.tap import TapPrismImports
+
+if t.TYPE_CHECKING:
+    from tap_prism_imports.sandbox import Sandbox
+
+
+@dataclass
+class TapRun:
+    """The Singer messages of one run, and what it logged."""
+
+    messages: list[dict[str, t.Any]]
+    logs: str
+    error: BaseException | None = None
+    requests: list[dict[str, t.Any]] = field(default_factory=list)
+
+    def records(self, stream: str) -> list[dict[str, t.Any]]:
+        return [
+            m["record"] for m in self.messages if m["type"] == "RECORD" and m["stream"] == stream
+        ]
+
+    @property
+    def jobs(self) -> list[dict[str, t.Any]]:
+        return self.records("import_jobs")
+
+    @property
+    def results(self) -> list[dict[str, t.Any]]:
+        return self.records("import_results")
+
+    @property
+    def states(self) -> list[dict[str, t.Any]]:
+        return [m["value"] for m in self.messages if m["type"] == "STATE"]
+
+    @property
+    def state(self) -> dict[str, t.Any]:
+        """The last STATE: what the next run starts from."""
+        return self.states[-1] if self.states else {}
+
+    def ledger(self) -> dict[str, dict[str, t.Any]]:
+        jobs: dict[str, dict[str, t.Any]] = self.state["bookmarks"]["import_jobs"]["jobs"]
+        return jobs
+
+
+def tap_config(sandbox: Sandbox, job_ids: list[str], **settings: t.Any) -> dict[str, t.Any]:
+    return {"api_key": sandbox.api_key, "api_url": sandbox.base_url, "job_ids": job_ids, **settings}
+
+
+def run_tap(
+    config: dict[str, t.Any],
+    state: dict[str, t.Any] | None = None,
+    *,
+    sandbox: Sandbox | None = None,
+    catalog: dict[str, t.Any] | None = None,
+) -> TapRun:
+    """Sync all streams; an exception is kept in ``error`` with what was written before it."""
+    if sandbox is not None:
+        sandbox.clear_requests()
+    stdout, logs = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(logs)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    error: BaseException | None = None
+    try:
+        with contextlib.redirect_stdout(stdout):
+            tap = TapPrismImports(config=config, state=state, catalog=catalog)
+            try:
+                tap.sync_all()
+            except Exception as exc:  # noqa: BLE001 - the test inspects it
+                error = exc
+    finally:
+        root.removeHandler(handler)
+    messages = [json.loads(line) for line in stdout.getvalue().splitlines()]
+    requests = sandbox.requests if sandbox is not None else []
+    return TapRun(messages, logs.getvalue(), error, requests)
+
+
+def job_requests(run: TapRun) -> list[str]:
+    """The job ids requested in a run, in request order."""
+    return [r["job_id"] for r in run.requests if r.get("job_id")]
