@@ -99,10 +99,10 @@ def parse_job_ref(ref: str, default_team_id: str | None) -> JobRef:
     if len(ref) > MAX_REF_LENGTH:
         msg = f"longer than {MAX_REF_LENGTH} characters"
         raise JobRefError(msg)
+    ref = ref.strip()
     if CONTROL_CHARACTERS.search(ref):
         msg = "contains control characters"
         raise JobRefError(msg)
-    ref = ref.strip()
     if not ref:
         msg = "is empty"
         raise JobRefError(msg)

@@ -15,6 +15,7 @@ import tempfile
 import typing as t
 from collections import Counter
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import ijson
 import orjson
@@ -182,40 +183,48 @@ class _ResultsWriter:
         self._reset()
 
 
-def _walk_body(  # noqa: PLR0912
-    body: t.BinaryIO, ref: JobRef, fetched_at: str
-) -> tuple[dict[str, t.Any], _ResultsWriter | None]:
-    top: dict[str, t.Any] = {}
-    writer: _ResultsWriter | None = None
-    seen_root = False
-    for prefix, event, value in ijson.parse(body, buf_size=READ_CHUNK_BYTES, use_float=True):
-        if prefix.startswith("results.item"):
-            if writer is None:  # pragma: no cover - ijson emits start_array first
-                continue
-            if prefix == "results.item":
-                if event == "end_map":
-                    writer.finish_row()
-                elif event not in {"start_map", "map_key"}:
-                    msg = f"results[{writer.spool.count}] is not an object"
+class _BodyWalker:
+    """One pass over the body's parse events: top-level fields kept, results spooled."""
+
+    def __init__(self, ref: JobRef, fetched_at: str) -> None:
+        self.ref = ref
+        self.fetched_at = fetched_at
+        self.top: dict[str, t.Any] = {}
+        self.writer: _ResultsWriter | None = None
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.spool.close()
+
+    def walk(self, body: t.BinaryIO) -> None:  # noqa: PLR0912
+        top, writer, seen_root = self.top, self.writer, False
+        for prefix, event, value in ijson.parse(body, buf_size=READ_CHUNK_BYTES):
+            if prefix.startswith("results.item"):
+                if writer is None:  # pragma: no cover - ijson emits start_array first
+                    continue
+                if prefix == "results.item":
+                    if event == "end_map":
+                        writer.finish_row()
+                    elif event not in {"start_map", "map_key"}:
+                        msg = f"results[{writer.spool.count}] is not an object"
+                        raise InvalidSnapshotError(msg)
+                else:
+                    writer.set_field(prefix[13:], event, value)
+            elif prefix == "results":
+                if event == "start_array":
+                    writer = self.writer = _ResultsWriter(self.ref, self.fetched_at)
+                elif event not in {"end_array", "null"}:
+                    msg = "results is not a list"
                     raise InvalidSnapshotError(msg)
-            else:
-                writer.set_field(prefix[13:], event, value)
-        elif prefix == "results":
-            if event == "start_array":
-                writer = _ResultsWriter(ref, fetched_at)
-            elif event not in {"end_array", "null"}:
-                msg = "results is not a list"
-                raise InvalidSnapshotError(msg)
-        elif not prefix:
-            if not seen_root and event != "start_map":
-                msg = "the body is not a JSON object"
-                raise InvalidSnapshotError(msg)
-            seen_root = True
-        elif event in _SCALAR_EVENTS and (prefix in _TOP_FIELDS or prefix.startswith("error.")):
-            top[prefix] = value
-        elif prefix == "error" and event == "start_map":
-            top["error"] = True
-    return top, writer
+            elif not prefix:
+                if not seen_root and event != "start_map":
+                    msg = "the body is not a JSON object"
+                    raise InvalidSnapshotError(msg)
+                seen_root = True
+            elif event in _SCALAR_EVENTS and (prefix in _TOP_FIELDS or prefix.startswith("error.")):
+                top[prefix] = value
+            elif prefix == "error" and event == "start_map":
+                top["error"] = True
 
 
 _TOP_FIELDS = frozenset({"job_id", "status", "error", *_COUNT_FIELDS, *_DATETIME_FIELDS})
@@ -225,7 +234,8 @@ def _count(top: dict[str, t.Any], name: str) -> int | None:
     value = top.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    # ijson gives int, or Decimal for any number with a fraction or exponent.
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)) or value != int(value):
         msg = f"{name} is {value!r}, not a whole number"
         raise InvalidSnapshotError(msg)
     return int(value)
@@ -238,13 +248,14 @@ def parse_snapshot(body: t.BinaryIO, ref: JobRef, fetched_at: datetime.datetime)
     can tell a body cut in transit from one the API sent broken.
     """
     fetched = format_datetime(fetched_at)
-    top, writer = _walk_body(body, ref, fetched)
+    walker = _BodyWalker(ref, fetched)
     try:
-        record = _job_record(top, ref, fetched, writer)
-    except InvalidSnapshotError:
-        if writer is not None:
-            writer.spool.close()
+        walker.walk(body)
+        record = _job_record(walker.top, ref, fetched, walker.writer)
+    except BaseException:
+        walker.close()
         raise
+    top, writer = walker.top, walker.writer
     snapshot = JobSnapshot(ref=ref, record=record)
     if writer is not None and snapshot.is_terminal:
         snapshot.results = writer.spool
