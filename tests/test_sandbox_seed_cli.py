@@ -224,3 +224,23 @@ def test_command_exits_cleanly_on_sigint(tmp_path: Path) -> None:
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert DEMO_API_KEY not in out
+
+
+def test_fault_flags() -> None:
+    from tap_prism_imports.sandbox.cli import _faults  # noqa: PLC0415
+
+    args = build_parser().parse_args(
+        [
+            "--fail-next", "2", "--error-status", "503", "--throttle-next", "1",
+            "--retry-after", "Wed, 21 Oct 2026 07:28:00 GMT", "--drop-next", "1",
+            "--truncate-next", "1", "--malformed-next", "1", "--fault-job", "job_a",
+            "--error-rate", "0.1", "--fault", '{"kind": "missing_fields", "count": 1}',
+        ]
+    )  # fmt: skip
+    faults = {fault.kind: fault for fault in _faults(args)}
+    assert faults["server_error"].count == 2
+    assert faults["server_error"].status == 503
+    assert faults["server_error"].job_id == "job_a"
+    assert faults["rate_limit"].retry_after == "Wed, 21 Oct 2026 07:28:00 GMT"
+    assert {"drop_connection", "truncate_body", "malformed_json", "missing_fields"} <= set(faults)
+    assert build_parser().parse_args(["--retry-after", "5"]).retry_after == 5
