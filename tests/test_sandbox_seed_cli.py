@@ -237,7 +237,9 @@ def test_fault_flags() -> None:
             "--error-rate", "0.1", "--fault", '{"kind": "missing_fields", "count": 1}',
         ]
     )  # fmt: skip
-    faults = {fault.kind: fault for fault in _faults(args)}
+    made = _faults(args)
+    faults = {fault.kind: fault for fault in made if fault.probability == 1.0}
+    assert [f.probability for f in made if f.kind == "server_error"] == [1.0, 0.1]
     assert faults["server_error"].count == 2
     assert faults["server_error"].status == 503
     assert faults["server_error"].job_id == "job_a"
