@@ -1,0 +1,67 @@
+# make demo   - load the offline demo jobs into DuckDB with Meltano and print a report
+# make test   - lint, type-check and run every test (end-to-end Postgres tests included)
+# make clean  - remove the environments, plugins and outputs made here
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+MELTANO_VENV := .venv-meltano
+MELTANO_VERSION := 4.4.1
+MELTANO := $(MELTANO_VENV)/bin/meltano
+
+# Meltano runs offline: no usage stats, no version check (see meltano.yml).
+export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
+export MELTANO_CLI_DISABLE_VERSION_CHECK := true
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help demo test lint pytest venv meltano plugins clean
+
+help:
+	@echo "make demo   - run the demo (sandbox API -> Meltano -> DuckDB -> report)"
+	@echo "make test   - ruff, mypy and pytest (includes real Meltano + PostgreSQL runs)"
+	@echo "make clean  - remove .venv, .venv-meltano, .meltano, .demo and output"
+
+# The project's dev environment: the tap, the sandbox, and the test and lint tools.
+# pip >= 25.1 understands `--group` ([dependency-groups] in pyproject.toml).
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade "pip>=25.1"
+	$(VENV)/bin/python -m pip install --quiet -e . --group dev
+	touch $@
+
+# Meltano in its own environment, apart from the project's.
+$(MELTANO_VENV)/.installed:
+	$(PYTHON) -m venv $(MELTANO_VENV)
+	$(MELTANO_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MELTANO_VENV)/bin/python -m pip install --quiet "meltano==$(MELTANO_VERSION)"
+	touch $@
+
+# The plugins of meltano.yml, each in its own environment under .meltano/.
+.meltano/.plugins-installed: meltano.yml $(MELTANO_VENV)/.installed
+	$(MELTANO) install
+	touch $@
+
+venv: $(VENV)/.installed
+meltano: $(MELTANO_VENV)/.installed
+plugins: .meltano/.plugins-installed
+
+demo: $(VENV)/.installed .meltano/.plugins-installed
+	bash scripts/demo.sh
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
+	$(VENV)/bin/mypy tap_prism_imports tests
+
+# PIPELINE_TESTS=required: the end-to-end tests fail, instead of skipping, when
+# Meltano, its plugins or the PostgreSQL server binaries are missing.
+pytest: $(VENV)/.installed .meltano/.plugins-installed
+	PIPELINE_TESTS=required $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test: lint pytest
+
+clean:
+	rm -rf $(VENV) $(MELTANO_VENV) .meltano .demo output
