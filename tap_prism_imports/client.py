@@ -249,11 +249,12 @@ class PrismStream(RESTStream[t.Any]):
         if status == HTTPStatus.TOO_MANY_REQUESTS:
             retry_after = parse_retry_after(response.headers)
             if retry_after is not None and retry_after > MAX_RETRY_AFTER_SECONDS:
-                self._pacer.pause(MAX_RETRY_AFTER_SECONDS)
+                # Limits are per key: every other request would be refused too.
+                self._pacer.stop()
                 msg = (
                     f"{reason}: the API asked to wait {retry_after:.0f} s (Retry-After), more "
                     f"than the {MAX_RETRY_AFTER_SECONDS:.0f} s the tap waits; the key's rate "
-                    "or monthly quota may be spent. Run again later."
+                    "or monthly quota may be spent. No more requests this run; run again later."
                 )
                 raise RetryAfterTooLongError(msg)
             if retry_after is not None:

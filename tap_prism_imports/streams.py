@@ -22,6 +22,7 @@ from tap_prism_imports.client import (
     PrismStream,
     RequestBudget,
     RequestBudgetExhaustedError,
+    RunStoppedError,
     SnapshotPipeline,
     WaitPolicy,
 )
@@ -75,7 +76,7 @@ class RunSummary:
             + (f", {unknown} without outcome" if unknown else "")
             + f"; skipped: {self.already_final} already final, {self.expired} expired, "
             f"{self.not_found} not found (expired or unknown), "
-            f"{self.not_requested} left for the next run (request budget), "
+            f"{self.not_requested} left for the next run (request budget or API limit), "
             f"{len(self.failed)} failed"
         )
 
@@ -286,7 +287,7 @@ class ImportJobsStream(PrismStream):
 
     def _note_error(self, outcome: FetchOutcome, ledger: JobLedger, summary: RunSummary) -> None:
         ref, error = outcome.ref, outcome.error
-        if isinstance(error, RequestBudgetExhaustedError):
+        if isinstance(error, (RequestBudgetExhaustedError, RunStoppedError)):
             summary.not_requested += 1
             return
         if isinstance(error, JobNotFoundError):

@@ -69,6 +69,8 @@ def run_tap(
     handler = logging.StreamHandler(logs)
     root = logging.getLogger()
     root.addHandler(handler)
+    level = root.level
+    root.setLevel(logging.INFO)
     error: BaseException | None = None
     try:
         with contextlib.redirect_stdout(stdout):
@@ -79,6 +81,7 @@ def run_tap(
                 error = exc
     finally:
         root.removeHandler(handler)
+        root.setLevel(level)
     messages = [json.loads(line) for line in stdout.getvalue().splitlines()]
     requests = sandbox.requests if sandbox is not None else []
     return TapRun(messages, logs.getvalue(), error, requests)

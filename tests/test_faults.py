@@ -1,0 +1,257 @@
+"""One test per fault the API can throw at an unattended run, and the outcome users rely on."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+import typing as t
+
+import pytest
+from tap_runner import job_requests, run_tap, tap_config
+
+from tap_prism_imports import client
+from tap_prism_imports.snapshots import parse_datetime
+from tap_prism_imports.streams import JobsFailedError
+
+if t.TYPE_CHECKING:
+    from tap_prism_imports.sandbox import Sandbox
+
+
+@pytest.fixture(autouse=True)
+def _quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exponential backoff in milliseconds; Retry-After values are still obeyed as sent."""
+    monkeypatch.setattr(client, "INITIAL_RETRY_DELAY", 0.01)
+    monkeypatch.setattr(client, "MAX_RETRY_DELAY", 0.05)
+
+
+def request_times(run: t.Any) -> list[float]:
+    return [parse_datetime(r["time"]).timestamp() for r in run.requests]
+
+
+def assert_rows_exactly_once(run: t.Any, job: str, rows: int) -> None:
+    indexes = [r["row_index"] for r in run.results if r["job_id"] == job]
+    assert sorted(indexes) == list(range(rows))
+    assert len(indexes) == len(set(indexes))
+
+
+def test_429_with_retry_after_seconds_is_obeyed(sandbox: Sandbox) -> None:
+    job = sandbox.add_job(rows=20)
+    sandbox.inject("rate_limit", count=2, retry_after=1, job_id=job)
+    run = run_tap(tap_config(sandbox, [sandbox.ref(job)]), sandbox=sandbox)
+
+    assert run.error is None
+    assert [r["status"] for r in run.requests] == [429, 429, 200]
+    times = request_times(run)
+    assert times[1] - times[0] >= 0.95
+    assert times[2] - times[1] >= 0.95
+    assert_rows_exactly_once(run, job, 20)
+
+
+def test_429_with_retry_after_http_date_is_obeyed(sandbox: Sandbox) -> None:
+    job = sandbox.add_job(rows=5)
+    when = email.utils.formatdate(time.time() + 2, usegmt=True)
+    sandbox.inject("rate_limit", count=1, retry_after=when, job_id=job)
+    run = run_tap(tap_config(sandbox, [sandbox.ref(job)]), sandbox=sandbox)
+
+    assert run.error is None
+    assert [r["status"] for r in run.requests] == [429, 200]
+    times = request_times(run)
+    # HTTP-dates have whole seconds: the wait is at least 1 s of the 2 asked.
+    assert times[1] - times[0] >= 0.95
+    assert_rows_exactly_once(run, job, 5)
+
+
+def test_429_pauses_every_request_not_just_the_throttled_one(sandbox: Sandbox) -> None:
+    jobs = [sandbox.add_job(rows=1) for _ in range(4)]
+    sandbox.inject("rate_limit", count=1, retry_after=2, job_id=jobs[0])
+    run = run_tap(
+        tap_config(sandbox, [sandbox.ref(j) for j in jobs], requests_per_second=20),
+        sandbox=sandbox,
+    )
+
+    assert run.error is None
+    throttled_at = next(
+        parse_datetime(r["time"]).timestamp() for r in run.requests if r["status"] == 429
+    )
+    later = [
+        parse_datetime(r["time"]).timestamp()
+        for r in run.requests
+        if parse_datetime(r["time"]).timestamp() > throttled_at
+    ]
+    assert later
+    assert min(later) - throttled_at >= 1.9
+    assert [j["job_id"] for j in run.jobs] == jobs
+
+
+def test_retry_after_beyond_60_s_stops_requests_and_names_the_job(sandbox: Sandbox) -> None:
+    slow, later = sandbox.add_job(rows=3), sandbox.add_job(rows=3)
+    sandbox.inject("rate_limit", retry_after=3600, job_id=slow)
+    started = time.monotonic()
+    run = run_tap(tap_config(sandbox, [sandbox.ref(slow), sandbox.ref(later)]), sandbox=sandbox)
+
+    assert isinstance(run.error, JobsFailedError)
+    message = str(run.error)
+    assert slow in message
+    assert "3600 s" in message
+    assert job_requests(run) == [slow]
+    # The limit is the key's: the other job is left for the next run, not hammered.
+    assert "1 left for the next run" in run.logs
+    assert run.jobs == []
+    assert time.monotonic() - started < 10
+    assert run.ledger()[sandbox.ref(slow)]["status"] is None
+
+
+def test_5xx_burst_is_retried_with_backoff(sandbox: Sandbox) -> None:
+    job = sandbox.add_job(rows=30)
+    sandbox.inject("server_error", count=3, status=503, job_id=job)
+    run = run_tap(tap_config(sandbox, [sandbox.ref(job)]), sandbox=sandbox)
+
+    assert run.error is None
+    assert [r["status"] for r in run.requests] == [503, 503, 503, 200]
+    assert "retrying" in run.logs
+    assert_rows_exactly_once(run, job, 30)
+
+
+def test_5xx_that_never_ends_gives_up_after_bounded_tries(sandbox: Sandbox) -> None:
+    job, other = sandbox.add_job(rows=2), sandbox.add_job(rows=2)
+    sandbox.inject("server_error", status=500, job_id=job)
+    run = run_tap(tap_config(sandbox, [sandbox.ref(job), sandbox.ref(other)]), sandbox=sandbox)
+
+    assert isinstance(run.error, JobsFailedError)
+    assert job in str(run.error)
+    assert f"gave up after {client.MAX_TRIES} tries" in str(run.error)
+    assert job_requests(run).count(job) == client.MAX_TRIES
+    assert [j["job_id"] for j in run.jobs] == [other]
+
+
+def test_backoff_waits_grow_and_carry_jitter() -> None:
+    waits = client.PrismStream.backoff_wait_generator(t.cast("t.Any", None))
+    next(waits)
+    seconds = [waits.send(RuntimeError("boom")) for _ in range(6)]
+    caps = [min(client.INITIAL_RETRY_DELAY * 2**n, client.MAX_RETRY_DELAY) for n in range(6)]
+    for wait, cap in zip(seconds, caps, strict=True):
+        assert 0.75 * cap <= wait <= cap
+
+
+def test_timeout_is_retried(sandbox: Sandbox) -> None:
+    job = sandbox.add_job(rows=10)
+    slow = sandbox.inject("latency", seconds=3, count=1, job_id=job)
+    run = run_tap(
+        tap_config(sandbox, [sandbox.ref(job)], request_timeout_seconds=0.5), sandbox=sandbox
+    )
+
+    assert run.error is None
+    assert slow.fired == 1
+    assert "Read timed out" in run.logs
+    assert_rows_exactly_once(run, job, 10)
+
+
+def test_endless_timeouts_do_not_stall_the_run(sandbox: Sandbox) -> None:
+    job, other = sandbox.add_job(rows=1), sandbox.add_job(rows=1)
+    sandbox.inject("latency", seconds=2, job_id=job)
+    started = time.monotonic()
+    run = run_tap(
+        tap_config(sandbox, [sandbox.ref(job), sandbox.ref(other)], request_timeout_seconds=0.3),
+        sandbox=sandbox,
+    )
+
+    assert isinstance(run.error, JobsFailedError)
+    assert job in str(run.error)
+    assert "timed out" in str(run.error)
+    assert [j["job_id"] for j in run.jobs] == [other]
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("fault", ["drop_connection", "truncate_body"])
+def test_body_cut_in_transit_is_refetched_and_emitted_exactly_once(
+    sandbox: Sandbox, fault: str
+) -> None:
+    job = sandbox.add_job(rows=20_000, failed_every=9, existing_every=4)
+    sandbox.inject(fault, count=1, job_id=job)
+    run = run_tap(tap_config(sandbox, [sandbox.ref(job)]), sandbox=sandbox)
+
+    assert run.error is None
+    assert len(job_requests(run)) == 2
+    assert_rows_exactly_once(run, job, 20_000)
+    assert [j["results_count"] for j in run.jobs] == [20_000]
+
+
+@pytest.mark.parametrize(
+    ("fault", "options", "reason"),
+    [
+        ("malformed_json", {}, "not valid JSON"),
+        ("missing_fields", {"fields": ["status"]}, "status is missing"),
+        ("missing_fields", {"fields": ["total"]}, "total is missing"),
+        ("unexpected_status", {"value": "paused"}, "status is 'paused'"),
+        ("results_wrong_type", {"value": "unavailable"}, "results is not a list"),
+    ],
+)
+def test_unusable_body_fails_that_job_names_it_and_leaves_it_for_the_next_run(
+    sandbox: Sandbox, fault: str, options: dict[str, t.Any], reason: str
+) -> None:
+    bad, good = sandbox.add_job(rows=5), sandbox.add_job(rows=5)
+    sandbox.inject(fault, job_id=bad, **options)
+    config = tap_config(sandbox, [sandbox.ref(bad), sandbox.ref(good)])
+    run = run_tap(config, sandbox=sandbox)
+
+    assert isinstance(run.error, JobsFailedError)
+    assert bad in str(run.error)
+    assert reason in str(run.error)
+    # Unusable answers are not retried within the run: they spend quota for nothing.
+    assert job_requests(run).count(bad) == 1
+    assert [j["job_id"] for j in run.jobs] == [good]
+    assert all(r["job_id"] == good for r in run.results)
+    assert run.ledger()[sandbox.ref(bad)]["status"] is None
+
+    sandbox.clear_faults()
+    rerun = run_tap(config, run.state, sandbox=sandbox)
+    assert rerun.error is None
+    assert job_requests(rerun) == [bad]
+    assert_rows_exactly_once(rerun, bad, 5)
+
+
+def test_request_budget_stops_requests_and_the_next_run_continues(sandbox: Sandbox) -> None:
+    jobs = [sandbox.add_job(rows=2) for _ in range(5)]
+    config = tap_config(sandbox, [sandbox.ref(j) for j in jobs], max_requests_per_run=2)
+
+    first = run_tap(config, sandbox=sandbox)
+    assert first.error is None
+    assert job_requests(first) == jobs[:2]
+    assert "3 left for the next run" in first.logs
+    assert "Run summary: 2 requests" in first.logs
+
+    second = run_tap(config, first.state, sandbox=sandbox)
+    assert job_requests(second) == jobs[2:4]
+    third = run_tap(config, second.state, sandbox=sandbox)
+    assert job_requests(third) == jobs[4:]
+    assert run_tap(config, third.state, sandbox=sandbox).requests == []
+
+
+def test_request_budget_serves_the_longest_waiting_job_first(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = [sandbox.add_job(rows=100_000, status="processing") for _ in range(3)]
+    config = tap_config(sandbox, [sandbox.ref(j) for j in jobs], max_requests_per_run=1)
+    state: dict[str, t.Any] | None = None
+    requested: list[str] = []
+    for _ in range(6):
+        run = run_tap(config, state, sandbox=sandbox)
+        assert run.error is None
+        requested += job_requests(run)
+        state = run.state
+    # Processing jobs are polled every run; a budget of one rotates through them.
+    assert requested == jobs + jobs
+
+
+def test_budget_spent_by_retries_leaves_the_job_for_the_next_run(sandbox: Sandbox) -> None:
+    job = sandbox.add_job(rows=3)
+    sandbox.inject("server_error", count=2, job_id=job)
+    config = tap_config(sandbox, [sandbox.ref(job)], max_requests_per_run=2)
+    run = run_tap(config, sandbox=sandbox)
+
+    assert run.error is None
+    assert len(run.requests) == 2
+    assert run.jobs == []
+    assert "1 left for the next run" in run.logs
+    rerun = run_tap(config, run.state, sandbox=sandbox)
+    assert_rows_exactly_once(rerun, job, 3)
