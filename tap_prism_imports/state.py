@@ -127,8 +127,11 @@ class StateCheckpoints:
         self._interval = interval_seconds
         self._last = -float("inf")
         self.unthrottled = False
+        self.final_only = False
 
     def due(self) -> bool:
+        if self.final_only and not self.unthrottled:
+            return False
         now = time.monotonic()
         if self.unthrottled or now - self._last >= self._interval:
             self._last = now

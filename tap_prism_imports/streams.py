@@ -178,6 +178,9 @@ class ImportJobsStream(PrismStream):
             )
             return
         self.setup_client(budget)
+        # In batch mode records reach the target in BATCH messages written after the
+        # sync, so no state may go out before them.
+        self.state_checkpoints.final_only = self.get_batch_config(self.config) is not None
         ledger = JobLedger(self.stream_state)
         started = utc_now()
         to_fetch = self._refs_to_fetch(refs, ledger, started, summary)
@@ -200,7 +203,8 @@ class ImportJobsStream(PrismStream):
             self._current = None
             ledger.prune({ref.key for ref in refs}, started)
             self.state_checkpoints.unthrottled = True
-            self.write_checkpoint()
+            if not self.state_checkpoints.final_only:
+                self.write_checkpoint()
             self.logger.info(summary.line(budget.spent))
         if summary.failed:
             shown = "; ".join(summary.failed[:MAX_FAILURES_SHOWN])

@@ -293,3 +293,30 @@ def test_requests_are_paced_and_overlapped(make_sandbox: t.Any) -> None:
     gaps = [b - a for a, b in itertools.pairwise(times)]
     # No bursts: the pacer leaves ~100 ms between requests (scheduling may shave a little).
     assert min(gaps) > 0.07
+
+
+def test_batch_mode_writes_state_only_after_the_batches(sandbox: Sandbox, tmp_path: t.Any) -> None:
+    jobs = [sandbox.add_job(rows=30) for _ in range(3)]
+    batch_config = {
+        "encoding": {"format": "jsonl", "compression": "gzip"},
+        "storage": {"root": f"file://{tmp_path}", "prefix": "batch-"},
+    }
+    config = tap_config(sandbox, [sandbox.ref(j) for j in jobs], batch_config=batch_config)
+    run = run_tap(config, sandbox=sandbox)
+
+    assert run.error is None
+    kinds = [m["type"] for m in run.messages]
+    first_jobs_batch = next(
+        i
+        for i, m in enumerate(run.messages)
+        if m["type"] == "BATCH" and m["stream"] == "import_jobs"
+    )
+    claims = [
+        i
+        for i, m in enumerate(run.messages)
+        if m["type"] == "STATE" and m["value"]["bookmarks"]["import_jobs"].get("jobs")
+    ]
+    assert claims
+    assert min(claims) > first_jobs_batch
+    assert kinds.count("BATCH") == 4
+    assert set(run.ledger()) == {sandbox.ref(j) for j in jobs}
