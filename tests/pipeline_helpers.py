@@ -274,7 +274,8 @@ def postgres_server(timezone: str = "America/New_York") -> Iterator[Postgres]:
         except KeyError:
             missing("running as root needs the `postgres` account to run PostgreSQL")
         run_as = ("runuser", "-u", "postgres", "--")
-    base = Path(tempfile.mkdtemp(prefix="prism-pg-"))
+    # The postgres account must reach the cluster: as root, not under a private TMPDIR.
+    base = Path(tempfile.mkdtemp(prefix="prism-pg-", dir="/tmp" if run_as else None))
     server = Postgres(
         bindir=bindir,
         base=base,
