@@ -75,7 +75,7 @@ if ! "$meltano" run tap-prism-imports target-duckdb >"$demo/meltano.log" 2>&1; t
     tail -n 40 "$demo/meltano.log" >&2
     exit 1
 fi
-grep -o 'Run summary: .*' "$demo/meltano.log" | head -n 1 | sed 's/^/demo: tap /' || true
+grep -m 1 -o 'Run summary: .*' "$demo/meltano.log" | sed 's/^/demo: tap /' || true
 echo
 
 "$duckdb_python" scripts/demo_report.py --warehouse "$demo/warehouse.duckdb" \
