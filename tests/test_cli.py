@@ -52,7 +52,7 @@ def test_stdout_carries_only_singer_messages_and_run_exits_0(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
     job = sandbox.add_job(rows=2500)
-    config = {"api_key": sandbox.api_key, "api_url": sandbox.base_url}
+    config: dict[str, t.Any] = {"api_key": sandbox.api_key, "api_url": sandbox.base_url}
     config["job_ids"] = [sandbox.ref(job)]
     result = run_cli(tmp_path, config)
 
