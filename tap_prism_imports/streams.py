@@ -340,8 +340,10 @@ class ImportResultsStream(Stream):
         ),
         th.Property(
             "outcome",
-            th.StringType(allowed_values=list(OUTCOMES)),
-            description="failed if the row has an error, else created, else existing.",
+            # null is in the enum too: a row with no error and neither flag has no outcome.
+            th.StringType(allowed_values=[*OUTCOMES, None]),
+            description="failed if the row has an error, else created, else existing; "
+            "null when the API gave none of these.",
         ),
         th.Property("created", th.BooleanType, description="The row created a new record."),
         th.Property(

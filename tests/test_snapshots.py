@@ -209,3 +209,30 @@ def test_results_flatten_to_one_record_per_element_in_order(
             expected = None
         assert record["outcome"] == expected
         assert record["fetched_at"] == FETCHED_TEXT
+
+
+def test_every_record_shape_validates_against_the_stream_schemas() -> None:
+    """Targets validate records: a null outcome or job counter must pass the schema."""
+    from jsonschema import Draft7Validator, FormatChecker  # noqa: PLC0415
+
+    from tap_prism_imports.streams import ImportJobsStream, ImportResultsStream  # noqa: PLC0415
+
+    body = {
+        "status": "complete",
+        "total": 3,
+        "results": [
+            {"id": "182bd5e5-6e1a-4fe4-a799-aa6d9a6ab26e"},
+            {"id": None, "error": {"code": "x", "message": "y"}, "created": False},
+            {"id": "182bd5e5-6e1a-4fe4-a799-aa6d9a6ab26f", "existing": True, "created": False},
+        ],
+    }
+    snapshot = parse(body)
+    assert snapshot.results is not None
+    jobs = Draft7Validator(ImportJobsStream.schema, format_checker=FormatChecker())
+    rows = Draft7Validator(ImportResultsStream.schema, format_checker=FormatChecker())
+    jobs.validate(snapshot.record)
+    records = list(iter_result_records(snapshot.results))
+    snapshot.close()
+    assert [r["outcome"] for r in records] == [None, "failed", "existing"]
+    for record in records:
+        rows.validate(record)
