@@ -13,6 +13,12 @@ Each lever is one switch in the comma-separated environment variable
     ``message_writer_class = singer_sdk.contrib.msgspec.MsgSpecWriter``.
 ``noflush``
     a ``MsgSpecWriter`` that does not flush stdout after every message.
+``schema_once``
+    an experiment, not an SDK lever: ``import_results`` sends its SCHEMA once per run
+    instead of once per job (the SDK re-sends a child's SCHEMA for every parent record).
+``rare_state``
+    an experiment: periodic STATE messages off (only the run's first and final ones),
+    to measure what the 1-per-second checkpoints cost.
 
 Run it like the tap: ``BENCH_LEVERS=sdk_path,msgspec python benchmarks/lever_tap.py --config C``.
 """
@@ -27,6 +33,7 @@ from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from typing_extensions import override
 
+from tap_prism_imports.state import StateCheckpoints
 from tap_prism_imports.streams import ImportJobsStream, ImportResultsStream
 from tap_prism_imports.tap import TapPrismImports
 
@@ -34,7 +41,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
 
 LEVERS = frozenset(filter(None, os.environ.get("BENCH_LEVERS", "").split(",")))
-KNOWN_LEVERS = frozenset({"sdk_path", "conform", "msgspec", "noflush"})
+KNOWN_LEVERS = frozenset({"sdk_path", "conform", "msgspec", "noflush", "schema_once", "rare_state"})
 
 
 class NoFlushMsgSpecWriter(MsgSpecWriter):
@@ -53,6 +60,13 @@ class LeverResultsStream(ImportResultsStream):
     def writes_records_directly(self) -> bool:
         return "sdk_path" not in LEVERS and super().writes_records_directly()
 
+    @override
+    def _write_schema_message(self) -> None:
+        if "schema_once" in LEVERS and getattr(self, "_schema_sent", False):
+            return
+        self._schema_sent = True
+        super()._write_schema_message()
+
 
 class LeverTap(TapPrismImports):
     if "noflush" in LEVERS:
@@ -62,7 +76,10 @@ class LeverTap(TapPrismImports):
 
     @override
     def discover_streams(self) -> list[ImportJobsStream | ImportResultsStream]:
-        return [ImportJobsStream(self), LeverResultsStream(self)]
+        jobs = ImportJobsStream(self)
+        if "rare_state" in LEVERS:
+            jobs.state_checkpoints = StateCheckpoints(interval_seconds=24 * 3600)
+        return [jobs, LeverResultsStream(self)]
 
 
 if __name__ == "__main__":

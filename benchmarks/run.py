@@ -692,6 +692,19 @@ def evaluate(report: Report) -> None:
                 f"{quick.wall:.2f} s, {quick.throttled} x 429",
             )
         )
+        for variant in (paced, quick):
+            out = variant.samples[-1].output
+            if out is not None:
+                three.notes.append(
+                    f"{variant.key}: {out.state_messages} STATE messages, largest "
+                    f"{out.state_bytes_max / 1024:.0f} KiB, total "
+                    f"{out.state_bytes_total / 1024:.0f} KiB"
+                )
+        three.notes.append(
+            f"sequential latency alone: {quick.jobs} x 50 ms = {quick.jobs * 0.05:.0f} s "
+            f"(tap {quick.wall:.1f} s); {paced.jobs} x 200 ms = {paced.jobs * 0.2:.0f} s "
+            f"(tap {paced.wall:.1f} s)"
+        )
         ordered = all(
             s.output is not None and s.output.jobs_in_ref_order and s.output.results_in_ref_order
             for v in (paced, quick)
