@@ -215,11 +215,6 @@ class PrismStream(RESTStream[t.Any]):
     def http_headers(self) -> dict[str, str]:
         return {"User-Agent": f"tap-prism-imports/{__version__}", "Accept": "application/json"}
 
-    @property
-    @override
-    def timeout(self) -> int:
-        return math.ceil(float(self.config.get("request_timeout_seconds", 60)))
-
     @override
     def validate_response(self, response: requests.Response) -> None:
         # The SDK's default treats every 4xx as fatal and ignores Retry-After.
@@ -303,7 +298,7 @@ class PrismStream(RESTStream[t.Any]):
     @override
     def backoff_handler(self, details: Details) -> None:
         # The SDK's handler logs the call's arguments; ours names the job and the cause.
-        ref = details["args"][1] if len(details["args"]) > 1 else None
+        ref = details["args"][0] if details["args"] else None
         self.logger.warning(
             "Job %s: retrying in %.1f s after try %d failed: %s",
             getattr(ref, "key", "?"),
@@ -339,7 +334,7 @@ class PrismStream(RESTStream[t.Any]):
         adapter = requests.adapters.HTTPAdapter(pool_maxsize=self.worker_count)
         self.requests_session.mount("https://", adapter)
         self.requests_session.mount("http://", adapter)
-        self._fetch_with_retries = self.request_decorator(self._fetch_once)
+        self._fetch_with_retries = self.request_decorator(self._get_snapshot)
 
     def stop_requests(self) -> None:
         self._pacer.stop()
@@ -353,14 +348,10 @@ class PrismStream(RESTStream[t.Any]):
     def fetch_snapshot(self, ref: JobRef) -> JobSnapshot:
         """GET one job's snapshot, with retries; raises the job's error when it cannot."""
         try:
-            return t.cast("JobSnapshot", self._fetch_with_retries(self, ref))
+            return t.cast("JobSnapshot", self._fetch_with_retries(ref))
         except (RetriableAPIError, requests.exceptions.RequestException) as error:
             msg = f"gave up after {MAX_TRIES} tries or {MAX_RETRY_SECONDS_PER_JOB:.0f} s: {error}"
             raise JobFetchError(msg) from error
-
-    @staticmethod
-    def _fetch_once(stream: PrismStream, ref: JobRef) -> JobSnapshot:
-        return stream._get_snapshot(ref)
 
     def _get_snapshot(self, ref: JobRef) -> JobSnapshot:
         self._budget.spend()

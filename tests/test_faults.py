@@ -216,12 +216,13 @@ def test_request_budget_stops_requests_and_the_next_run_continues(sandbox: Sandb
 
     first = run_tap(config, sandbox=sandbox)
     assert first.error is None
-    assert job_requests(first) == jobs[:2]
+    # Requests overlap, so the log's order is the servers'; which jobs is the point.
+    assert sorted(job_requests(first)) == sorted(jobs[:2])
     assert "3 left for the next run" in first.logs
     assert "Run summary: 2 requests" in first.logs
 
     second = run_tap(config, first.state, sandbox=sandbox)
-    assert job_requests(second) == jobs[2:4]
+    assert sorted(job_requests(second)) == sorted(jobs[2:4])
     third = run_tap(config, second.state, sandbox=sandbox)
     assert job_requests(third) == jobs[4:]
     assert run_tap(config, third.state, sandbox=sandbox).requests == []
