@@ -291,8 +291,10 @@ def test_requests_are_paced_and_overlapped(make_sandbox: t.Any) -> None:
     assert [r["status"] for r in run.requests] == [200] * 12
     times = sorted(parse_datetime(r["time"]).timestamp() for r in run.requests)
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    # No bursts: the pacer leaves ~100 ms between requests (scheduling may shave a little).
-    assert min(gaps) > 0.07
+    # No bursts: ~100 ms between request starts; the log's times are when each answer
+    # was written, which a busy machine may shift a little either way.
+    assert times[-1] - times[0] >= 1.0
+    assert min(gaps) > 0.03
 
 
 def test_batch_mode_writes_state_only_after_the_batches(sandbox: Sandbox, tmp_path: t.Any) -> None:
