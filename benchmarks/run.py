@@ -1,7 +1,7 @@
 """Benchmark the tap against its baselines, on the offline sandbox, in one command.
 
-    python benchmarks/run.py            # full run (~10 minutes on 2 cores)
-    python benchmarks/run.py --quick    # smoke check (~1-2 minutes, 1 run, small sizes)
+    python benchmarks/run.py            # full run (~8 minutes on 2 cores)
+    python benchmarks/run.py --quick    # smoke check (~1 minute, 1 run, small sizes)
 
 Every program runs as its own process (stdout to /dev/null, or to a file when its
 output is checked), started by a small wrapper (``measure.py``) that reads its peak
