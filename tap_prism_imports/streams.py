@@ -182,6 +182,7 @@ class ImportJobsStream(PrismStream):
         # sync, so no state may go out before them.
         self.state_checkpoints.final_only = self.get_batch_config(self.config) is not None
         ledger = JobLedger(self.stream_state)
+        self.state_checkpoints.scale_to(len(ledger) + len(refs))
         started = utc_now()
         to_fetch = self._refs_to_fetch(refs, ledger, started, summary)
         to_fetch = self._within_budget(to_fetch, ledger, budget, summary)
@@ -361,6 +362,15 @@ class ImportResultsStream(Stream):
         ),
     ).to_dict()
 
+    _schema_sent = False
+
+    @override
+    def _write_schema_message(self) -> None:
+        # The SDK re-sends a child's SCHEMA for every parent record: once per run is enough.
+        if not self._schema_sent:
+            self._schema_sent = True
+            super()._write_schema_message()
+
     @property
     def _jobs_stream(self) -> ImportJobsStream:
         return t.cast("ImportJobsStream", self._tap.streams[ImportJobsStream.name])
@@ -419,18 +429,11 @@ def _write_record_lines(stream_name: str, results: ResultsSpool) -> None:
     sys.stdout.flush()
     # Tests capture stdout as text; the CLI's stdout has a binary buffer.
     binary: t.BinaryIO | None = getattr(sys.stdout, "buffer", None)
-    block = bytearray()
-    for line in results.lines():
-        block += head
-        block += line[:-1]
-        block += tail
-        if len(block) >= WRITE_BLOCK_BYTES:
-            _write_block(binary, block)
-            block.clear()
-    _write_block(binary, block)
-    if binary is not None:
-        binary.flush()
-    sys.stdout.flush()
+    # Every line becomes head + line + tail: one bytes.replace per block, in C.
+    between = tail + head
+    for block in results.blocks(WRITE_BLOCK_BYTES):
+        _write_block(binary, bytearray(head + block[:-1].replace(b"\n", between) + tail))
+    # No flush here: the next message's flush (or exit) pushes these bytes out, in order.
 
 
 def _write_block(binary: t.BinaryIO | None, block: bytearray) -> None:

@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+import sys
+import typing as t
+
 from singer_sdk import Tap
 from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.singerlib.encoding.simple import StateMessage
 from typing_extensions import override
 
 from tap_prism_imports import __version__, streams
 from tap_prism_imports.client import API_KEY_ENV, API_URL_ENV, DEFAULT_API_URL
+
+
+class StateFlushingWriter(MsgSpecWriter):
+    """msgspec encoding; stdout is flushed at STATE messages, not after every message.
+
+    The SDK's writers flush per message (measured: a third of the per-record cost).
+    Records before a STATE reach the target with it, so nothing a STATE claims can be
+    lost in the buffer.
+    """
+
+    @override
+    def write_message(self, message: t.Any) -> None:
+        line = self.format_message(message)
+        binary = getattr(sys.stdout, "buffer", None)
+        if binary is None:  # stdout captured as text (tests)
+            sys.stdout.write(line.decode())
+        else:
+            binary.write(line)
+        if isinstance(message, StateMessage):
+            sys.stdout.flush()
 
 
 class TapPrismImports(Tap):
@@ -15,6 +40,7 @@ class TapPrismImports(Tap):
 
     name = "tap-prism-imports"
     plugin_version = __version__
+    message_writer_class = StateFlushingWriter
 
     config_jsonschema = th.PropertiesList(
         th.Property(
