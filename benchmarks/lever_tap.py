@@ -12,10 +12,13 @@ Each lever is one switch in the comma-separated environment variable
 ``msgspec``
     ``message_writer_class = singer_sdk.contrib.msgspec.MsgSpecWriter``.
 ``noflush``
-    a ``MsgSpecWriter`` that does not flush stdout after every message.
+    the tap's own writer: ``MsgSpecWriter`` flushing stdout only at STATE messages.
 ``schema_once``
-    an experiment, not an SDK lever: ``import_results`` sends its SCHEMA once per run
-    instead of once per job (the SDK re-sends a child's SCHEMA for every parent record).
+    the tap's own behaviour, not an SDK lever: ``import_results`` sends its SCHEMA once
+    per run instead of once per job (the SDK re-sends a child's SCHEMA for every parent
+    record).
+
+Without a lever the writer is the SDK's default one.
 ``rare_state``
     an experiment: periodic STATE messages off (only the run's first and final ones),
     to measure what the 1-per-second checkpoints cost.
@@ -27,29 +30,19 @@ from __future__ import annotations
 
 import os
 import sys
-import typing as t
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.singerlib.encoding.simple import SimpleSingerWriter
+from singer_sdk.streams import Stream
 from typing_extensions import override
 
 from tap_prism_imports.state import StateCheckpoints
 from tap_prism_imports.streams import ImportJobsStream, ImportResultsStream
-from tap_prism_imports.tap import TapPrismImports
-
-if t.TYPE_CHECKING:
-    from singer_sdk.singerlib.encoding.simple import Message
+from tap_prism_imports.tap import StateFlushingWriter, TapPrismImports
 
 LEVERS = frozenset(filter(None, os.environ.get("BENCH_LEVERS", "").split(",")))
 KNOWN_LEVERS = frozenset({"sdk_path", "conform", "msgspec", "noflush", "schema_once", "rare_state"})
-
-
-class NoFlushMsgSpecWriter(MsgSpecWriter):
-    """``MsgSpecWriter`` without the flush after every message (stdout flushes at exit)."""
-
-    @override
-    def write_message(self, message: Message) -> None:
-        sys.stdout.buffer.write(self.format_message(message))
 
 
 class LeverResultsStream(ImportResultsStream):
@@ -62,17 +55,20 @@ class LeverResultsStream(ImportResultsStream):
 
     @override
     def _write_schema_message(self) -> None:
-        if "schema_once" in LEVERS and getattr(self, "_schema_sent", False):
-            return
-        self._schema_sent = True
-        super()._write_schema_message()
+        if "schema_once" in LEVERS:
+            super()._write_schema_message()
+        else:  # the SDK's own behaviour: the child's SCHEMA again for every job
+            Stream._write_schema_message(self)
 
 
 class LeverTap(TapPrismImports):
+    # The SDK's default writer, unless a lever says otherwise; "noflush" is the tap's own.
     if "noflush" in LEVERS:
-        message_writer_class: type[MsgSpecWriter] = NoFlushMsgSpecWriter
+        message_writer_class = StateFlushingWriter
     elif "msgspec" in LEVERS:
-        message_writer_class = MsgSpecWriter
+        message_writer_class = MsgSpecWriter  # type: ignore[assignment]
+    else:
+        message_writer_class = SimpleSingerWriter  # type: ignore[assignment]
 
     @override
     def discover_streams(self) -> list[ImportJobsStream | ImportResultsStream]:

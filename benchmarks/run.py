@@ -41,7 +41,6 @@ from pathlib import Path
 import orjson
 
 from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox
-from tap_prism_imports.sandbox import server as sandbox_server
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -165,23 +164,6 @@ class Report:
 
 
 # ---------------------------------------------------------------------- sandbox
-
-
-def ensure_sandbox_nodelay() -> str | None:
-    """Serve with TCP_NODELAY; without it every response waits ~40 ms for a delayed ACK.
-
-    The sandbox writes headers and body in separate sends, so Nagle's algorithm holds
-    the body until the client acknowledges the headers. Concurrent clients hide that;
-    sequential baselines would pay it on every request. Returns a note when patched.
-    """
-    handler = getattr(sandbox_server, "_Handler", None)
-    if handler is None or getattr(handler, "disable_nagle_algorithm", False):
-        return None
-    handler.disable_nagle_algorithm = True
-    return (
-        "sandbox served with TCP_NODELAY set by the benchmark (its handler lacks "
-        "disable_nagle_algorithm; without it each sequential request waits ~40 ms)"
-    )
 
 
 def start_sandbox(**settings: t.Any) -> Sandbox:
@@ -814,9 +796,6 @@ def main(argv: list[str] | None = None) -> int:
         sizes = dataclasses.replace(sizes, runs=args.runs)
     report = Report(sizes)
     chosen = set(args.only.split(","))
-    note = ensure_sandbox_nodelay()
-    if note:
-        print(f"note: {note}")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="prism-bench-") as tmp:
         workdir = Path(tmp)
