@@ -487,6 +487,7 @@ def test_request_log_in_memory_and_file(
     assert first["path"] == job_path(job_id)
     assert first["bytes"] > 100
     assert first["fault"] is None
+    assert first["user_agent"].startswith("python-requests/")
     assert TIME.fullmatch(first["time"])
     sb.stop()
     text = log.read_text()

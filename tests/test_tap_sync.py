@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 from tap_runner import job_requests, run_tap, tap_config
 
+from tap_prism_imports import __version__
 from tap_prism_imports.snapshots import parse_datetime
 from tap_prism_imports.streams import JobsFailedError
 
@@ -253,6 +254,18 @@ def test_auth_errors_stop_the_run_at_once_naming_the_setting(sandbox: Sandbox, s
     assert "api_key" in str(run.error)
     assert len(run.requests) == 1
     assert run.jobs == []
+
+
+def test_api_url_falls_back_to_environment_and_requests_name_the_tap(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = sandbox.add_job(rows=1)
+    monkeypatch.setenv("MICRO_BASE_URL", sandbox.base_url)
+    config = tap_config(sandbox, [sandbox.ref(job)])
+    del config["api_url"]
+    run = run_tap(config, sandbox=sandbox)
+    assert run.error is None
+    assert [r["user_agent"] for r in run.requests] == [f"tap-prism-imports/{__version__}"]
 
 
 def test_api_key_falls_back_to_environment(

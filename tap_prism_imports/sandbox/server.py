@@ -352,7 +352,8 @@ class Sandbox:
         """API requests served so far (control requests excluded), oldest first.
 
         Each entry: ``time``, ``method``, ``path``, ``status``, ``team_id``, ``job_id``,
-        ``bytes`` (body bytes sent) and ``fault`` (the injected fault kind or ``None``).
+        ``bytes`` (body bytes sent), ``fault`` (the injected fault kind or ``None``) and
+        ``user_agent``.
         """
         with self._lock:
             return list(self._requests)
@@ -912,6 +913,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "job_id": response.job_id,
                 "bytes": sent,
                 "fault": fault_kind,
+                "user_agent": headers.get("user-agent"),
             }
         )
 
