@@ -426,17 +426,18 @@ def _write_record_lines(stream_name: str, results: ResultsSpool) -> None:
     extracted = format_datetime(utc_now()).encode()
     head = b'{"type":"RECORD","stream":"' + stream_name.encode() + b'","record":'
     tail = b',"time_extracted":"' + extracted + b'"}\n'
+    # Whatever went through the text layer must go out before these bytes.
     sys.stdout.flush()
     # Tests capture stdout as text; the CLI's stdout has a binary buffer.
     binary: t.BinaryIO | None = getattr(sys.stdout, "buffer", None)
     # Every line becomes head + line + tail: one bytes.replace per block, in C.
     between = tail + head
     for block in results.blocks(WRITE_BLOCK_BYTES):
-        _write_block(binary, bytearray(head + block[:-1].replace(b"\n", between) + tail))
+        _write_block(binary, head + block[:-1].replace(b"\n", between) + tail)
     # No flush here: the next message's flush (or exit) pushes these bytes out, in order.
 
 
-def _write_block(binary: t.BinaryIO | None, block: bytearray) -> None:
+def _write_block(binary: t.BinaryIO | None, block: bytes) -> None:
     if binary is not None:
         binary.write(block)
     else:
