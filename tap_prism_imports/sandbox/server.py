@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import struct
+import sys
 import threading
 import time
 import urllib.parse
@@ -25,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
-from typing_extensions import Self
+from typing_extensions import Self, override
 
 from tap_prism_imports.sandbox import faults as fault_kinds
 from tap_prism_imports.sandbox.faults import Fault, FaultInjector
@@ -839,6 +840,13 @@ class _Server(ThreadingHTTPServer):
         with self._connections_lock:
             self._connections.discard(request)
         super().shutdown_request(request)
+
+    @override
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out or hung up is the client's business, not a server error.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         """Wake handler threads waiting on idle keep-alive connections so they exit."""
