@@ -39,8 +39,9 @@ $(MELTANO_VENV)/.installed:
 	$(MELTANO_VENV)/bin/python -m pip install --quiet "meltano==$(MELTANO_VERSION)"
 	touch $@
 
-# The plugins of meltano.yml, each in its own environment under .meltano/.
-.meltano/.plugins-installed: meltano.yml $(MELTANO_VENV)/.installed
+# The plugins of meltano.yml, each in its own environment under .meltano/ (again when
+# pyproject.toml changes: the tap plugin needs its new dependencies).
+.meltano/.plugins-installed: meltano.yml pyproject.toml $(MELTANO_VENV)/.installed
 	$(MELTANO) install
 	touch $@
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from pipeline_helpers import Postgres, postgres_server, require_plugin
 
 from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox
 
@@ -43,3 +44,17 @@ def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
     yield factory
     for sb in started:
         sb.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL server for the pipeline tests of one module.
+
+    Its TimeZone is America/New_York, so a timestamp stored in local time instead of UTC
+    would show. Skips (or fails, with ``PIPELINE_TESTS=required``) when the server
+    binaries or the Meltano plugins are missing.
+    """
+    require_plugin("loaders", "target-postgres")
+    require_plugin("extractors", "tap-prism-imports")
+    with postgres_server(timezone="America/New_York") as server:
+        yield server

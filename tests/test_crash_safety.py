@@ -24,12 +24,11 @@ from pipeline_helpers import (
     Meltano,
     Postgres,
     job_refs_file,
-    postgres_server,
     require_plugin,
 )
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from tap_prism_imports.sandbox import Sandbox
 
@@ -38,14 +37,6 @@ pytestmark = pytest.mark.pipeline
 PIPELINE = ("tap-prism-imports", "target-postgres")
 SCHEMA = "prism"
 WAIT_SECONDS = 300
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    require_plugin("loaders", "target-postgres")
-    require_plugin("extractors", "tap-prism-imports")
-    with postgres_server(timezone="UTC") as server:
-        yield server
 
 
 def tap_pids() -> list[int]:

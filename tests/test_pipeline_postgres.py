@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from pipeline_helpers import Meltano, Postgres, job_refs_file, postgres_server, require_plugin
+from pipeline_helpers import Meltano, Postgres, job_refs_file
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
     from tap_prism_imports.sandbox import Sandbox
@@ -74,14 +73,6 @@ RESULT_FIELDS = (
     "error_code",
     "error_message",
 )
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    require_plugin("loaders", "target-postgres")
-    require_plugin("extractors", "tap-prism-imports")
-    with postgres_server(timezone="America/New_York") as server:
-        yield server
 
 
 # ---------------------------------------------------------------- expectations
