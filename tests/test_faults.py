@@ -7,11 +7,14 @@ import time
 import typing as t
 
 import pytest
+import requests
+from singer_sdk.exceptions import RetriableAPIError
 from tap_runner import job_requests, run_tap, tap_config
 
 from tap_prism_imports import client
 from tap_prism_imports.snapshots import parse_datetime
 from tap_prism_imports.streams import JobsFailedError
+from tap_prism_imports.tap import TapPrismImports
 
 if t.TYPE_CHECKING:
     from tap_prism_imports.sandbox import Sandbox
@@ -256,3 +259,23 @@ def test_budget_spent_by_retries_leaves_the_job_for_the_next_run(sandbox: Sandbo
     assert "1 left for the next run" in run.logs
     rerun = run_tap(config, run.state, sandbox=sandbox)
     assert_rows_exactly_once(rerun, job, 3)
+
+
+@pytest.mark.parametrize(
+    ("status", "should_retry", "retried"),
+    [(503, "false", False), (400, "true", True), (503, None, True), (400, None, False)],
+)
+def test_x_should_retry_from_the_api_is_obeyed(
+    status: int, should_retry: str | None, retried: bool
+) -> None:
+    tap = TapPrismImports(config={"api_key": "k", "api_url": "http://127.0.0.1:9"})
+    stream = t.cast("client.PrismStream", tap.streams["import_jobs"])
+    stream.setup_client(client.RequestBudget(None))
+    response = requests.Response()
+    response.status_code = status
+    response.url = "http://127.0.0.1:9/v2/prism/team/imports/job"
+    if should_retry is not None:
+        response.headers["x-should-retry"] = should_retry
+    expected = RetriableAPIError if retried else client.JobFetchError
+    with pytest.raises(expected):
+        stream.validate_response(response)
