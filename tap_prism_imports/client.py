@@ -237,6 +237,13 @@ class PrismStream(RESTStream[t.Any]):
                 "team in `team_id` or the job refs."
             )
             raise FatalAPIError(msg)
+        if HTTPStatus.MULTIPLE_CHOICES <= status < HTTPStatus.BAD_REQUEST:
+            # Redirects are not followed: the key would go to wherever they point.
+            msg = (
+                f"The API answered {status} redirecting to {response.headers.get('Location')!r}: "
+                f"set `api_url` to the API's own base URL (such as {DEFAULT_API_URL})."
+            )
+            raise FatalAPIError(msg)
         if status == HTTPStatus.NOT_FOUND:
             raise JobNotFoundError(reason)
         if should_retry == "false":
@@ -252,9 +259,10 @@ class PrismStream(RESTStream[t.Any]):
                     "or monthly quota may be spent. No more requests this run; run again later."
                 )
                 raise RetryAfterTooLongError(msg)
-            if retry_after is not None:
+            if retry_after:
                 self._pacer.pause(retry_after)
                 raise ThrottledError(reason, response, retry_after)
+            # No pause given (or 0, as the official SDK reads it): exponential backoff.
             raise RetriableAPIError(reason, response)
         if status in RETRIABLE_STATUSES or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
             raise RetriableAPIError(reason, response)
@@ -354,8 +362,8 @@ class PrismStream(RESTStream[t.Any]):
             raise JobFetchError(msg) from error
 
     def _get_snapshot(self, ref: JobRef) -> JobSnapshot:
-        self._budget.spend()
         self._pacer.wait_turn()
+        self._budget.spend()
         request = self.requests_session.prepare_request(
             requests.Request("GET", self.url_base + ref.path, headers=self.http_headers)
         )
@@ -383,12 +391,16 @@ class PrismStream(RESTStream[t.Any]):
                 urllib3.exceptions.ProtocolError,
                 urllib3.exceptions.ReadTimeoutError,
                 urllib3.exceptions.DecodeError,
-                ijson.IncompleteJSONError,
             ) as error:
-                if not _fully_received(response):
-                    msg = f"body cut off in transit: {error}"
+                msg = f"body cut off in transit: {error}"
+                raise BodyTransferError(msg, response) from error
+            except ijson.JSONError as error:
+                # A body that ended early (connection closed, no length) is the network's;
+                # any other parse error is in what the API sent, and would be again.
+                if _ended_early(error):
+                    msg = f"body cut off in transit: {_first_line(error)}"
                     raise BodyTransferError(msg, response) from error
-                msg = f"the body is not valid JSON: {error}"
+                msg = f"the body is not valid JSON: {_first_line(error)}"
                 raise InvalidSnapshotError(msg) from error
 
 
@@ -397,13 +409,14 @@ def _team_in_path(url: str) -> str:
     return urllib.parse.unquote(segments[3]) if len(segments) > 3 else "?"  # noqa: PLR2004
 
 
-def _fully_received(response: requests.Response) -> bool:
-    """Whether the whole body arrived (so a parse error is the API's, not the network's)."""
-    raw = response.raw
-    expected = response.headers.get("Content-Length")
-    if expected is None or not expected.isdigit():
-        return bool(getattr(raw, "closed", False)) and raw.tell() > 0
-    return bool(raw.tell() >= int(expected))
+def _ended_early(error: ijson.JSONError) -> bool:
+    # yajl2_c says "premature EOF"; ijson's pure-Python backends "Incomplete or empty".
+    text = str(error)
+    return "premature EOF" in text or "Incomplete or empty" in text
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).split("\n", 1)[0]
 
 
 @dataclass
@@ -457,6 +470,7 @@ class SnapshotPipeline:
     ) -> None:
         self._fetch = fetch
         self._stop_requests = stop_requests
+        self._requests_refused = False
         self._workers = workers
         self._wait = wait
 
@@ -494,17 +508,22 @@ class SnapshotPipeline:
                     outcome = self._settle(future, poll, jobs[poll.index], polls)
                     if outcome is not None:
                         finished[poll.index] = outcome
+                if self._requests_refused:
+                    finished.update(self._give_up_polls(polls, jobs))
         finally:
             self._stop_requests()
             pool.shutdown(wait=True, cancel_futures=True)
-            for future in pending:
-                if future.done() and not future.cancelled() and future.exception() is None:
-                    future.result().close()
-            for outcome in finished.values():
-                outcome.close()
-            for poll in [*polls, *pending.values()]:
-                if poll.previous is not None:
-                    poll.previous.close()
+            _close_unemitted(pending, finished, polls)
+
+    @staticmethod
+    def _give_up_polls(polls: list[_Poll], jobs: list[JobRef]) -> dict[int, FetchOutcome]:
+        """No poll can be sent any more: each job goes out as its last poll saw it, now."""
+        given_up = {
+            poll.index: FetchOutcome(poll.index, jobs[poll.index], snapshot=poll.previous)
+            for poll in polls
+        }
+        polls.clear()
+        return given_up
 
     def _settle(
         self,
@@ -517,14 +536,21 @@ class SnapshotPipeline:
         if isinstance(error, FatalAPIError) or (
             error is not None and not isinstance(error, Exception)
         ):
+            if poll.previous is not None:
+                poll.previous.close()
             raise error
+        if isinstance(error, (RequestBudgetExhaustedError, RunStoppedError)):
+            self._requests_refused = True
+            if poll.previous is not None:
+                # A poll that was never sent: the job is emitted as the last poll saw it.
+                return FetchOutcome(poll.index, ref, snapshot=poll.previous)
         if error is not None:
             # A failed re-poll still leaves the snapshot the previous poll took.
             return FetchOutcome(poll.index, ref, snapshot=poll.previous, error=error)
         snapshot = future.result()
         if poll.previous is not None:
             poll.previous.close()
-        if self._wait and not snapshot.is_terminal:
+        if self._wait and not snapshot.is_terminal and not self._requests_refused:
             now = time.monotonic()
             if now < self._wait.deadline:
                 due = min(now + poll.interval, self._wait.deadline)
@@ -532,3 +558,19 @@ class SnapshotPipeline:
                 heapq.heappush(polls, _Poll(due, poll.index, interval, snapshot))
                 return None
         return FetchOutcome(poll.index, ref, snapshot=snapshot)
+
+
+def _close_unemitted(
+    pending: dict[concurrent.futures.Future[JobSnapshot], _Poll],
+    finished: dict[int, FetchOutcome],
+    polls: list[_Poll],
+) -> None:
+    """Release the spools of everything fetched but not handed out (the run is ending)."""
+    for future in pending:
+        if future.done() and not future.cancelled() and future.exception() is None:
+            future.result().close()
+    for outcome in finished.values():
+        outcome.close()
+    for poll in [*polls, *pending.values()]:
+        if poll.previous is not None:
+            poll.previous.close()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import email.utils
+import http.server
+import json
+import threading
 import time
 import typing as t
 
@@ -10,6 +13,7 @@ import pytest
 import requests
 from singer_sdk.exceptions import RetriableAPIError
 from tap_runner import job_requests, run_tap, tap_config
+from typing_extensions import Self
 
 from tap_prism_imports import client
 from tap_prism_imports.snapshots import parse_datetime
@@ -279,3 +283,131 @@ def test_x_should_retry_from_the_api_is_obeyed(
     expected = RetriableAPIError if retried else client.JobFetchError
     with pytest.raises(expected):
         stream.validate_response(response)
+
+
+class CannedServer:
+    """An HTTP server answering each request with the next canned raw response."""
+
+    def __init__(self, responses: list[bytes]) -> None:
+        self.responses = responses
+        self.requests = 0
+        canned = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                raw = canned.responses[min(canned.requests, len(canned.responses) - 1)]
+                canned.requests += 1
+                self.wfile.write(raw)
+                self.close_connection = True
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+TEAM = "1f0c6a52-8a3e-4d5f-9b1c-2d3e4f5a6b7c"
+
+
+def canned_body(rows: int, *, broken_at: int | None = None) -> bytes:
+    results = [
+        json.dumps({"id": f"00000000-0000-4000-8000-{i:012d}", "created": True, "error": None})
+        for i in range(rows)
+    ]
+    if broken_at is not None:
+        results[broken_at] += " @"
+    return (
+        b'{"job_id":"job_1","status":"complete","total":%d,"results":[' % rows
+        + ",".join(results).encode()
+        + b'],"succeeded":%d}' % rows
+    )
+
+
+def canned_response(body: bytes, *, length: bool = True, status: str = "200 OK") -> bytes:
+    head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    if length:
+        head += f"Content-Length: {len(body)}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+def test_body_cut_without_content_length_is_refetched() -> None:
+    body = canned_body(3000)
+    cut = canned_response(body[: len(body) // 2], length=False)
+    with CannedServer([cut, canned_response(body, length=False)]) as api:
+        config = {"api_key": "k", "api_url": api.url, "job_ids": [f"{TEAM}/job_1"]}
+        run = run_tap(config)
+    assert run.error is None
+    assert api.requests == 2
+    assert [r["row_index"] for r in run.results] == list(range(3000))
+
+
+def test_malformed_json_early_in_a_large_body_is_not_retried() -> None:
+    broken = canned_response(canned_body(5000, broken_at=10))
+    with CannedServer([broken]) as api:
+        config = {"api_key": "k", "api_url": api.url, "job_ids": [f"{TEAM}/job_1"]}
+        run = run_tap(config)
+    assert isinstance(run.error, JobsFailedError)
+    assert "not valid JSON" in str(run.error)
+    assert api.requests == 1
+    assert run.results == []
+
+
+def test_redirect_stops_the_run_naming_api_url() -> None:
+    moved = b"HTTP/1.1 301 Moved Permanently\r\nLocation: https://elsewhere.example/\r\n"
+    moved += b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+    with CannedServer([moved]) as api:
+        jobs = [f"{TEAM}/job_{n}" for n in range(5)]
+        run = run_tap({"api_key": "k", "api_url": api.url, "job_ids": jobs})
+    assert run.error is not None
+    assert "`api_url`" in str(run.error)
+    assert "elsewhere.example" in str(run.error)
+    assert api.requests == 1
+
+
+def test_retry_after_zero_backs_off_instead_of_retrying_at_once() -> None:
+    tap = TapPrismImports(config={"api_key": "k", "api_url": "http://127.0.0.1:9"})
+    stream = t.cast("client.PrismStream", tap.streams["import_jobs"])
+    stream.setup_client(client.RequestBudget(None))
+    response = requests.Response()
+    response.status_code = 429
+    response.headers["Retry-After"] = "0"
+    with pytest.raises(RetriableAPIError) as caught:
+        stream.validate_response(response)
+    assert not isinstance(caught.value, client.ThrottledError)
+
+
+def test_budget_spent_while_waiting_ends_the_wait_at_once(sandbox: Sandbox) -> None:
+    jobs = [sandbox.add_job(rows=100_000, status="processing") for _ in range(2)]
+    config = tap_config(
+        sandbox,
+        [sandbox.ref(j) for j in jobs],
+        wait_for_completion=True,
+        poll_interval_seconds=8,
+        max_requests_per_run=3,
+    )
+    started = time.monotonic()
+    run = run_tap(config, sandbox=sandbox)
+
+    assert run.error is None
+    assert len(run.requests) == 3
+    assert [(j["job_id"], j["status"]) for j in run.jobs] == [
+        (jobs[0], "processing"),
+        (jobs[1], "processing"),
+    ]
+    # The third poll could not be sent; nothing waits for the fourth.
+    assert time.monotonic() - started < 8 + 5
+    assert "0 left for the next run" in run.logs
