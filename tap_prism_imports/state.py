@@ -62,12 +62,7 @@ class JobLedger:
 
     def is_expired(self, ref: JobRef, now: datetime.datetime) -> bool:
         entry = self._jobs.get(ref.key)
-        if entry is None:
-            return False
-        if entry.get("status") == NOT_FOUND:
-            return True
-        expires_at = entry.get("expires_at")
-        return expires_at is not None and parse_datetime(expires_at) <= now
+        return entry is not None and _past_retention(entry, now)
 
     def needs_request(self, ref: JobRef, now: datetime.datetime, *, refresh_terminal: bool) -> bool:
         if self.is_expired(ref, now):
@@ -97,7 +92,7 @@ class JobLedger:
         entry = self._jobs.setdefault(ref.key, {"status": None, "expires_at": None})
         entry["requested_at"] = format_datetime(requested_at)
 
-    def prune(self, configured: Collection[str], now: datetime.datetime) -> int:
+    def prune(self, configured: Collection[str], now: datetime.datetime) -> None:
         """Drop entries of jobs no longer configured that can no longer be fetched."""
         stale = [
             key
@@ -106,10 +101,10 @@ class JobLedger:
         ]
         for key in stale:
             del self._jobs[key]
-        return len(stale)
 
 
 def _past_retention(entry: dict[str, t.Any], now: datetime.datetime) -> bool:
+    """Whether the API can only answer 404 for the job: known gone, or past 7 days."""
     if entry.get("status") == NOT_FOUND:
         return True
     expires_at = normalize_datetime(entry.get("expires_at"))

@@ -30,13 +30,14 @@ from tap_prism_imports.job_refs import JobRef, resolve_job_refs
 from tap_prism_imports.snapshots import (
     JOB_STATUSES,
     OUTCOMES,
+    TERMINAL_STATUSES,
     JobSnapshot,
     ResultsSpool,
     format_datetime,
     iter_result_records,
     utc_now,
 )
-from tap_prism_imports.state import JobLedger, StateCheckpoints
+from tap_prism_imports.state import NOT_FOUND, JobLedger, StateCheckpoints
 
 if t.TYPE_CHECKING:
     import datetime
@@ -231,7 +232,7 @@ class ImportJobsStream(PrismStream):
                 to_fetch.append(ref)
             elif ledger.is_expired(ref, now):
                 summary.expired += 1
-                if ledger.status(ref) not in {"complete", "failed", "not_found"}:
+                if ledger.status(ref) not in {*TERMINAL_STATUSES, NOT_FOUND}:
                     self.logger.warning(
                         "Job %s expired (the API keeps jobs 7 days) while %s; "
                         "its last snapshot stays as loaded.",
