@@ -353,8 +353,9 @@ class Sandbox:
         """API requests served so far (control requests excluded), oldest first.
 
         Each entry: ``time``, ``method``, ``path``, ``status``, ``team_id``, ``job_id``,
-        ``bytes`` (body bytes sent), ``fault`` (the injected fault kind or ``None``) and
-        ``user_agent``.
+        ``bytes`` (body bytes sent; for a transport fault, those before the cut), ``fault``
+        (the injected fault kind or ``None``) and ``user_agent``. An entry is logged just
+        before its answer is sent, so a client holding an answer finds it in the log.
         """
         with self._lock:
             return list(self._requests)
@@ -910,7 +911,9 @@ class _Handler(BaseHTTPRequestHandler):
         response, latency, transport, fault_kind = sandbox.handle_api(method, path, headers, body)
         if latency > 0:
             time.sleep(latency)
-        sent = self._send(response, transport)
+        total = sum(len(chunk) for chunk in response.chunks)
+        # Logged before the answer goes out, so a client that has its answer always
+        # finds the request in the log.
         sandbox._record(  # noqa: SLF001
             {
                 "time": format_time(sandbox.clock.now()),
@@ -919,13 +922,14 @@ class _Handler(BaseHTTPRequestHandler):
                 "status": response.status,
                 "team_id": response.team_id,
                 "job_id": response.job_id,
-                "bytes": sent,
+                "bytes": total if transport is None else total // 2,
                 "fault": fault_kind,
                 "user_agent": headers.get("user-agent"),
             }
         )
+        self._send(response, transport)
 
-    def _send(self, response: ApiResponse, transport: Fault | None) -> int:
+    def _send(self, response: ApiResponse, transport: Fault | None) -> None:
         total = sum(len(chunk) for chunk in response.chunks)
         self.send_response(response.status, HTTPStatus(response.status).phrase)
         self.send_header("Content-Type", "application/json")
@@ -939,13 +943,10 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(chunk)
             except OSError:
                 self.close_connection = True
-                return 0
-            return total
+            return
         cut = total // 2
-        try:
+        with contextlib.suppress(OSError):
             self.wfile.write(b"".join(_iter_prefix(response.chunks, cut)))
-        except OSError:
-            cut = 0
         self.close_connection = True
         try:
             if transport.kind == fault_kinds.DROP_CONNECTION:
@@ -958,7 +959,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_WR)
         except OSError:
             pass
-        return cut
 
 
 def _iter_prefix(chunks: Sequence[bytes], size: int) -> Iterator[bytes]:
