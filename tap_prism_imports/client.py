@@ -8,18 +8,17 @@ final snapshot the tap already has.
 
 from __future__ import annotations
 
-import concurrent.futures
 import email.utils
-import heapq
+import enum
+import functools
 import ipaddress
 import math
 import os
 import random
-import threading
 import time
 import typing as t
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 
 import backoff
@@ -32,11 +31,13 @@ from singer_sdk.streams import RESTStream
 from typing_extensions import override
 
 from tap_prism_imports import __version__
+from tap_prism_imports.pacing import RequestBudget, RequestPacer
+from tap_prism_imports.pipeline import JobFetchError, JobNotFoundError
 from tap_prism_imports.snapshots import InvalidSnapshotError, JobSnapshot, parse_snapshot, utc_now
 
 if t.TYPE_CHECKING:
     import logging
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Mapping
 
     from backoff.types import Details
 
@@ -58,18 +59,6 @@ MAX_RETRY_SECONDS_PER_JOB = 180.0
 RETRIABLE_STATUSES = frozenset({408, 409, 429})
 
 
-class JobNotFoundError(Exception):
-    """404: the job is unknown, or expired (the API keeps jobs 7 days)."""
-
-
-class JobFetchError(Exception):
-    """A job could not be read this run; the others go on."""
-
-
-class RequestBudgetExhaustedError(Exception):
-    """``max_requests_per_run`` is spent; the job was not requested."""
-
-
 class RetryAfterTooLongError(JobFetchError):
     """The API asked for a longer pause than the tap will wait within a run."""
 
@@ -86,7 +75,7 @@ class BodyTransferError(RetriableAPIError):
     """The body was cut off in transit (connection dropped or truncated)."""
 
 
-def parse_retry_after(headers: t.Mapping[str, str], now: float | None = None) -> float | None:
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds to wait per ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP-date)."""
     if (millis := headers.get("retry-after-ms")) is not None:
         try:
@@ -108,57 +97,7 @@ def parse_retry_after(headers: t.Mapping[str, str], now: float | None = None) ->
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
-class RunStoppedError(Exception):
-    """The run is ending (a fatal error elsewhere): no further request is sent."""
-
-
-class RequestPacer:
-    """Spaces all requests at least ``1 / rate`` seconds apart, and pauses them all on a 429."""
-
-    def __init__(self, requests_per_second: float) -> None:
-        self._interval = 1.0 / requests_per_second
-        self._lock = threading.Lock()
-        self._next_slot = 0.0
-        self._paused_until = 0.0
-        self._stopped = threading.Event()
-
-    def wait_turn(self) -> None:
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                slot = max(now, self._next_slot, self._paused_until)
-                self._next_slot = slot + self._interval
-            if self._stopped.wait(max(0.0, slot - time.monotonic())):
-                raise RunStoppedError
-            with self._lock:
-                if time.monotonic() >= self._paused_until:
-                    return
-
-    def stop(self) -> None:
-        """Refuse every request from now on (requests already sent finish)."""
-        self._stopped.set()
-
-    def pause(self, seconds: float) -> None:
-        with self._lock:
-            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
-
-
-class RequestBudget:
-    """Counts every request made in the run against an optional limit."""
-
-    def __init__(self, limit: int | None) -> None:
-        self.limit = limit
-        self.spent = 0
-        self._lock = threading.Lock()
-
-    def spend(self) -> None:
-        with self._lock:
-            if self.limit is not None and self.spent >= self.limit:
-                raise RequestBudgetExhaustedError
-            self.spent += 1
-
-
-def resolve_api_url(config: t.Mapping[str, t.Any], logger: logging.Logger) -> str:
+def resolve_api_url(config: Mapping[str, t.Any], logger: logging.Logger) -> str:
     """The base URL from ``api_url``, else ``MICRO_BASE_URL``, else the provider's default."""
     api_url = config.get("api_url") or os.environ.get(API_URL_ENV) or DEFAULT_API_URL
     parts = urllib.parse.urlsplit(api_url)
@@ -189,7 +128,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def resolve_api_key(config: t.Mapping[str, t.Any]) -> str:
+def resolve_api_key(config: Mapping[str, t.Any]) -> str:
     api_key = config.get("api_key") or os.environ.get(API_KEY_ENV)
     if not api_key:
         msg = f"No API key: set the `api_key` setting or the {API_KEY_ENV} environment variable."
@@ -197,15 +136,81 @@ def resolve_api_key(config: t.Mapping[str, t.Any]) -> str:
     return str(api_key)
 
 
+class Verdict(enum.Enum):
+    """What an answer means for the request that got it."""
+
+    OK = "ok"
+    MISSING_KEY = "missing_key"  # 401: the run stops
+    FORBIDDEN = "forbidden"  # 403: the run stops
+    REDIRECT = "redirect"  # 3xx: never followed (the key would go along); the run stops
+    NOT_FOUND = "not_found"  # 404: the job is gone or unknown
+    RETRY = "retry"  # transient: back off exponentially and try again
+    THROTTLED = "throttled"  # 429 with a pause to honour before every next request
+    QUOTA_SPENT = "quota_spent"  # 429 asking for a longer pause than a run waits
+    NOT_RETRIED = "not_retried"  # the job fails this run; the others go on
+
+
+@dataclass(frozen=True)
+class Classification:
+    verdict: Verdict
+    #: The pause the API asked for (Retry-After), in seconds, when it matters.
+    wait: float = 0.0
+
+
+def classify_response(  # noqa: PLR0911 - one return per verdict
+    status: int, headers: Mapping[str, str], now: float | None = None
+) -> Classification:
+    """Classify an answer by its status and headers, as the official SDK would retry it.
+
+    ``headers`` should be case-insensitive, as ``requests`` gives them.
+    """
+    fixed = {
+        HTTPStatus.OK: Verdict.OK,
+        HTTPStatus.UNAUTHORIZED: Verdict.MISSING_KEY,
+        HTTPStatus.FORBIDDEN: Verdict.FORBIDDEN,
+        HTTPStatus.NOT_FOUND: Verdict.NOT_FOUND,
+    }
+    if status in fixed:
+        return Classification(fixed[HTTPStatus(status)])
+    if HTTPStatus.MULTIPLE_CHOICES <= status < HTTPStatus.BAD_REQUEST:
+        return Classification(Verdict.REDIRECT)
+    should_retry = headers.get("x-should-retry", "").lower()
+    if should_retry == "false":
+        return Classification(Verdict.NOT_RETRIED)
+    if status == HTTPStatus.TOO_MANY_REQUESTS:
+        retry_after = parse_retry_after(headers, now)
+        if retry_after is not None and retry_after > MAX_RETRY_AFTER_SECONDS:
+            return Classification(Verdict.QUOTA_SPENT, retry_after)
+        if retry_after:
+            return Classification(Verdict.THROTTLED, retry_after)
+        # No pause given (or 0, as the official SDK reads it): exponential backoff.
+        return Classification(Verdict.RETRY)
+    if status in RETRIABLE_STATUSES or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        return Classification(Verdict.RETRY)
+    if should_retry == "true":
+        return Classification(Verdict.RETRY)
+    return Classification(Verdict.NOT_RETRIED)
+
+
 class PrismStream(RESTStream[t.Any]):
     """Base for streams that read job snapshots from the Prism Imports API."""
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=self.worker_count)
+        self.requests_session.mount("https://", adapter)
+        self.requests_session.mount("http://", adapter)
+
+    @functools.cached_property
+    def api_url(self) -> str:
+        return resolve_api_url(self.config, self.logger)
 
     @property
     @override
     def url_base(self) -> str:
-        return self._api_url
+        return self.api_url
 
-    @property
+    @functools.cached_property
     @override
     def authenticator(self) -> APIKeyAuthenticator:
         return APIKeyAuthenticator(key="x-api-key", value=resolve_api_key(self.config))
@@ -215,58 +220,65 @@ class PrismStream(RESTStream[t.Any]):
     def http_headers(self) -> dict[str, str]:
         return {"User-Agent": f"tap-prism-imports/{__version__}", "Accept": "application/json"}
 
+    @functools.cached_property
+    def pacer(self) -> RequestPacer:
+        """Paces every request of the run (one stream instance per run)."""
+        return RequestPacer(float(self.config.get("requests_per_second", 10)))
+
+    @functools.cached_property
+    def request_budget(self) -> RequestBudget:
+        """Counts every request of the run against ``max_requests_per_run``."""
+        return RequestBudget(self.config.get("max_requests_per_run"))
+
+    @property
+    def worker_count(self) -> int:
+        """Requests in flight at once: enough to keep the pace despite latency."""
+        rate = float(self.config.get("requests_per_second", 10))
+        return max(4, min(32, math.ceil(rate)))
+
     @override
     def validate_response(self, response: requests.Response) -> None:
         # The SDK's default treats every 4xx as fatal and ignores Retry-After.
-        status = response.status_code
-        if status == HTTPStatus.OK:
+        classification = classify_response(response.status_code, response.headers)
+        verdict, wait = classification.verdict, classification.wait
+        if verdict is Verdict.OK:
             return
-        should_retry = response.headers.get("x-should-retry", "").lower()
-        reason = f"{status} {self._api_message(response)}"
-        if status == HTTPStatus.UNAUTHORIZED:
+        reason = f"{response.status_code} {self._api_message(response)}"
+        if verdict is Verdict.MISSING_KEY:
             msg = (
                 f"The API refused the request ({reason}): no API key reached it. "
                 f"Set the `api_key` setting or {API_KEY_ENV}."
             )
             raise FatalAPIError(msg)
-        if status == HTTPStatus.FORBIDDEN:
-            team = _team_in_path(response.url)
+        if verdict is Verdict.FORBIDDEN:
             msg = (
                 f"The API refused the request ({reason}): the key in `api_key` is invalid "
-                f"or revoked, or has no access to team {team}. Check `api_key`, and the "
-                "team in `team_id` or the job refs."
+                f"or revoked, or has no access to team {_team_in_path(response.url)}. "
+                "Check `api_key`, and the team in `team_id` or the job refs."
             )
             raise FatalAPIError(msg)
-        if HTTPStatus.MULTIPLE_CHOICES <= status < HTTPStatus.BAD_REQUEST:
-            # Redirects are not followed: the key would go to wherever they point.
+        if verdict is Verdict.REDIRECT:
             msg = (
-                f"The API answered {status} redirecting to {response.headers.get('Location')!r}: "
-                f"set `api_url` to the API's own base URL (such as {DEFAULT_API_URL})."
+                f"The API answered {response.status_code} redirecting to "
+                f"{response.headers.get('Location')!r}: set `api_url` to the API's own base "
+                f"URL (such as {DEFAULT_API_URL})."
             )
             raise FatalAPIError(msg)
-        if status == HTTPStatus.NOT_FOUND:
+        if verdict is Verdict.NOT_FOUND:
             raise JobNotFoundError(reason)
-        if should_retry == "false":
-            raise JobFetchError(reason)
-        if status == HTTPStatus.TOO_MANY_REQUESTS:
-            retry_after = parse_retry_after(response.headers)
-            if retry_after is not None and retry_after > MAX_RETRY_AFTER_SECONDS:
-                # Limits are per key: every other request would be refused too.
-                self._pacer.stop()
-                msg = (
-                    f"{reason}: the API asked to wait {retry_after:.0f} s (Retry-After), more "
-                    f"than the {MAX_RETRY_AFTER_SECONDS:.0f} s the tap waits; the key's rate "
-                    "or monthly quota may be spent. No more requests this run; run again later."
-                )
-                raise RetryAfterTooLongError(msg)
-            if retry_after:
-                self._pacer.pause(retry_after)
-                raise ThrottledError(reason, response, retry_after)
-            # No pause given (or 0, as the official SDK reads it): exponential backoff.
-            raise RetriableAPIError(reason, response)
-        if status in RETRIABLE_STATUSES or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
-            raise RetriableAPIError(reason, response)
-        if should_retry == "true":
+        if verdict is Verdict.QUOTA_SPENT:
+            # Limits are per key: every other request would be refused too.
+            self.pacer.stop()
+            msg = (
+                f"{reason}: the API asked to wait {wait:.0f} s (Retry-After), more "
+                f"than the {MAX_RETRY_AFTER_SECONDS:.0f} s the tap waits; the key's rate "
+                "or monthly quota may be spent. No more requests this run; run again later."
+            )
+            raise RetryAfterTooLongError(msg)
+        if verdict is Verdict.THROTTLED:
+            self.pacer.pause(wait)
+            raise ThrottledError(reason, response, wait)
+        if verdict is Verdict.RETRY:
             raise RetriableAPIError(reason, response)
         raise JobFetchError(reason)
 
@@ -333,41 +345,21 @@ class PrismStream(RESTStream[t.Any]):
             logger=None,
         )(func)
 
-    def setup_client(self, budget: RequestBudget) -> None:
-        """Prepare shared client state once, before worker threads use it."""
-        self._api_url = resolve_api_url(self.config, self.logger)
-        self._api_key_authenticator = self.authenticator
-        self._pacer = RequestPacer(float(self.config.get("requests_per_second", 10)))
-        self._budget = budget
-        adapter = requests.adapters.HTTPAdapter(pool_maxsize=self.worker_count)
-        self.requests_session.mount("https://", adapter)
-        self.requests_session.mount("http://", adapter)
-        self._fetch_with_retries = self.request_decorator(self._get_snapshot)
-
-    def stop_requests(self) -> None:
-        self._pacer.stop()
-
-    @property
-    def worker_count(self) -> int:
-        """Requests in flight at once: enough to keep the pace despite latency."""
-        rate = float(self.config.get("requests_per_second", 10))
-        return max(4, min(32, math.ceil(rate)))
-
     def fetch_snapshot(self, ref: JobRef) -> JobSnapshot:
         """GET one job's snapshot, with retries; raises the job's error when it cannot."""
         try:
-            return t.cast("JobSnapshot", self._fetch_with_retries(ref))
+            return t.cast("JobSnapshot", self.request_decorator(self._get_snapshot)(ref))
         except (RetriableAPIError, requests.exceptions.RequestException) as error:
             msg = f"gave up after {MAX_TRIES} tries or {MAX_RETRY_SECONDS_PER_JOB:.0f} s: {error}"
             raise JobFetchError(msg) from error
 
     def _get_snapshot(self, ref: JobRef) -> JobSnapshot:
-        self._pacer.wait_turn()
-        self._budget.spend()
+        self.pacer.wait_turn()
+        self.request_budget.spend()
         request = self.requests_session.prepare_request(
             requests.Request("GET", self.url_base + ref.path, headers=self.http_headers)
         )
-        request = self._api_key_authenticator(request)
+        request = self.authenticator(request)
         timeout = self.config.get("request_timeout_seconds", 60)
         fetched_at = utc_now()
         started = time.perf_counter()
@@ -417,160 +409,3 @@ def _ended_early(error: ijson.JSONError) -> bool:
 
 def _first_line(error: Exception) -> str:
     return str(error).split("\n", 1)[0]
-
-
-@dataclass
-class FetchOutcome:
-    """The final result of following one job this run."""
-
-    index: int
-    ref: JobRef
-    snapshot: JobSnapshot | None = None
-    error: Exception | None = None
-
-    def close(self) -> None:
-        if self.snapshot is not None:
-            self.snapshot.close()
-
-
-@dataclass(frozen=True)
-class WaitPolicy:
-    """How ``wait_for_completion`` polls a processing job."""
-
-    first_interval: float
-    deadline: float  # time.monotonic() value
-    growth: float = 1.5
-    max_interval: float = 300.0
-
-
-@dataclass(order=True)
-class _Poll:
-    due: float
-    index: int
-    interval: float = field(compare=False)
-    previous: JobSnapshot | None = field(compare=False)
-
-
-class SnapshotPipeline:
-    """Fetches jobs concurrently at the paced rate and hands them out in ref order.
-
-    Up to ``window`` jobs are fetched ahead of the one being emitted. With a wait
-    policy, processing jobs are polled again on their schedule until they finish
-    or the run's deadline passes; a job whose snapshot is still processing then is
-    handed out as it last was.
-    """
-
-    def __init__(
-        self,
-        fetch: Callable[[JobRef], JobSnapshot],
-        *,
-        workers: int,
-        wait: WaitPolicy | None,
-        stop_requests: Callable[[], None],
-    ) -> None:
-        self._fetch = fetch
-        self._stop_requests = stop_requests
-        self._requests_refused = False
-        self._workers = workers
-        self._wait = wait
-
-    def run(self, refs: Iterable[JobRef]) -> Iterator[FetchOutcome]:
-        jobs = list(refs)
-        window = len(jobs) if self._wait else self._workers * 4
-        pool = concurrent.futures.ThreadPoolExecutor(self._workers, "prism-fetch")
-        pending: dict[concurrent.futures.Future[JobSnapshot], _Poll] = {}
-        finished: dict[int, FetchOutcome] = {}
-        polls: list[_Poll] = []
-        next_submit = next_yield = 0
-
-        def submit(poll: _Poll) -> None:
-            pending[pool.submit(self._fetch, jobs[poll.index])] = poll
-
-        try:
-            while next_yield < len(jobs):
-                while next_submit < len(jobs) and next_submit - next_yield < window:
-                    first_interval = self._wait.first_interval if self._wait else 0.0
-                    submit(_Poll(0.0, next_submit, first_interval, None))
-                    next_submit += 1
-                now = time.monotonic()
-                while polls and polls[0].due <= now:
-                    submit(heapq.heappop(polls))
-                if next_yield in finished:
-                    yield finished.pop(next_yield)
-                    next_yield += 1
-                    continue
-                timeout = max(0.0, polls[0].due - now) if polls else None
-                done, _ = concurrent.futures.wait(
-                    pending, timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED
-                )
-                for future in done:
-                    poll = pending.pop(future)
-                    outcome = self._settle(future, poll, jobs[poll.index], polls)
-                    if outcome is not None:
-                        finished[poll.index] = outcome
-                if self._requests_refused:
-                    finished.update(self._give_up_polls(polls, jobs))
-        finally:
-            self._stop_requests()
-            pool.shutdown(wait=True, cancel_futures=True)
-            _close_unemitted(pending, finished, polls)
-
-    @staticmethod
-    def _give_up_polls(polls: list[_Poll], jobs: list[JobRef]) -> dict[int, FetchOutcome]:
-        """No poll can be sent any more: each job goes out as its last poll saw it, now."""
-        given_up = {
-            poll.index: FetchOutcome(poll.index, jobs[poll.index], snapshot=poll.previous)
-            for poll in polls
-        }
-        polls.clear()
-        return given_up
-
-    def _settle(
-        self,
-        future: concurrent.futures.Future[JobSnapshot],
-        poll: _Poll,
-        ref: JobRef,
-        polls: list[_Poll],
-    ) -> FetchOutcome | None:
-        error = future.exception()
-        if isinstance(error, FatalAPIError) or (
-            error is not None and not isinstance(error, Exception)
-        ):
-            if poll.previous is not None:
-                poll.previous.close()
-            raise error
-        if isinstance(error, (RequestBudgetExhaustedError, RunStoppedError)):
-            self._requests_refused = True
-            if poll.previous is not None:
-                # A poll that was never sent: the job is emitted as the last poll saw it.
-                return FetchOutcome(poll.index, ref, snapshot=poll.previous)
-        if error is not None:
-            # A failed re-poll still leaves the snapshot the previous poll took.
-            return FetchOutcome(poll.index, ref, snapshot=poll.previous, error=error)
-        snapshot = future.result()
-        if poll.previous is not None:
-            poll.previous.close()
-        if self._wait and not snapshot.is_terminal and not self._requests_refused:
-            now = time.monotonic()
-            if now < self._wait.deadline:
-                due = min(now + poll.interval, self._wait.deadline)
-                interval = min(poll.interval * self._wait.growth, self._wait.max_interval)
-                heapq.heappush(polls, _Poll(due, poll.index, interval, snapshot))
-                return None
-        return FetchOutcome(poll.index, ref, snapshot=snapshot)
-
-
-def _close_unemitted(
-    pending: dict[concurrent.futures.Future[JobSnapshot], _Poll],
-    finished: dict[int, FetchOutcome],
-    polls: list[_Poll],
-) -> None:
-    """Release the spools of everything fetched but not handed out (the run is ending)."""
-    for future in pending:
-        if future.done() and not future.cancelled() and future.exception() is None:
-            future.result().close()
-    for outcome in finished.values():
-        outcome.close()
-    for poll in [*polls, *pending.values()]:
-        if poll.previous is not None:
-            poll.previous.close()

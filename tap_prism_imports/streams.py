@@ -1,92 +1,79 @@
-"""Stream definitions: ``import_jobs`` and its child ``import_results``."""
+"""The two streams: schemas, and thin adapters between the SDK and the run engine.
+
+``import_jobs`` drives an ``ImportRun`` (run.py) and yields one record per followed
+job; the SDK syncs ``import_results`` for that job before writing the job's record
+and resuming the generator, and only then is the job confirmed to the ledger.
+"""
 
 from __future__ import annotations
 
-import sys
-import time
 import typing as t
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from singer_sdk import typing as th
 from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
-from singer_sdk.streams import Stream
 from typing_extensions import override
 
-from tap_prism_imports.client import (
-    FetchOutcome,
-    JobFetchError,
-    JobNotFoundError,
-    PrismStream,
-    RequestBudget,
-    RequestBudgetExhaustedError,
-    RunStoppedError,
-    SnapshotPipeline,
-    WaitPolicy,
+from tap_prism_imports.client import PrismStream
+from tap_prism_imports.job_refs import resolve_job_refs
+from tap_prism_imports.messages import PrismMessageWriter
+from tap_prism_imports.run import ImportRun, RunSettings
+from tap_prism_imports.sdk_hooks import (
+    DirectRecordsStream,
+    RationedStateStream,
+    RecordLines,
+    SchemaOnceStream,
 )
-from tap_prism_imports.job_refs import JobRef, resolve_job_refs
 from tap_prism_imports.snapshots import (
     JOB_STATUSES,
     OUTCOMES,
-    TERMINAL_STATUSES,
     JobSnapshot,
     ResultsSpool,
-    format_datetime,
     iter_result_records,
     utc_now,
 )
-from tap_prism_imports.state import NOT_FOUND, JobLedger, StateCheckpoints
+from tap_prism_imports.state import JobLedger, StateCheckpoints
 
 if t.TYPE_CHECKING:
-    import datetime
     from collections.abc import Iterable, Iterator
 
+    from singer_sdk import Tap
     from singer_sdk.helpers.types import Context, Record
+    from singer_sdk.singerlib.encoding import GenericSingerWriter
 
 # Direct writes go out in blocks this large rather than one flush per record.
 WRITE_BLOCK_BYTES = 1 << 20
-MAX_FAILURES_SHOWN = 10
-
-
-class JobsFailedError(FatalAPIError):
-    """Some jobs could not be read; the others were extracted."""
 
 
 @dataclass
-class RunSummary:
-    """The one-line account of a run, logged at its end."""
+class StreamLink:
+    """What the two streams share in a run: the STATE ration and the job being emitted."""
 
-    configured: int = 0
-    already_final: int = 0
-    expired: int = 0
-    not_found: int = 0
-    not_requested: int = 0
-    failed: list[str] = field(default_factory=list)
-    jobs_by_status: Counter[str] = field(default_factory=Counter)
-    rows_by_outcome: Counter[str | None] = field(default_factory=Counter)
+    checkpoints: StateCheckpoints
+    writer: GenericSingerWriter[t.Any, t.Any]
+    current: JobSnapshot | None = None
 
-    def line(self, requests_made: int) -> str:
-        statuses = ", ".join(f"{self.jobs_by_status[s]} {s}" for s in JOB_STATUSES)
-        outcomes = ", ".join(f"{self.rows_by_outcome[o]} {o}" for o in OUTCOMES)
-        unknown = self.rows_by_outcome[None]
-        return (
-            f"Run summary: {requests_made} requests; {self.configured} jobs configured; "
-            f"emitted jobs: {statuses}; rows: {outcomes}"
-            + (f", {unknown} without outcome" if unknown else "")
-            + f"; skipped: {self.already_final} already final, {self.expired} expired, "
-            f"{self.not_found} not found (expired or unknown), "
-            f"{self.not_requested} left for the next run (request budget or API limit), "
-            f"{len(self.failed)} failed"
-        )
+    def current_job(self, context: Context | None) -> tuple[JobSnapshot, ResultsSpool]:
+        """The job whose ``import_results`` the SDK is syncing (named by ``context``)."""
+        snapshot = self.current
+        if (
+            snapshot is None
+            or snapshot.results is None
+            or context is None
+            or (context.get("team_id"), context.get("job_id"))
+            != (snapshot.ref.team_id, snapshot.ref.job_id)
+        ):
+            msg = f"import_results has no fetched job for context {context!r}"
+            raise RuntimeError(msg)
+        return snapshot, snapshot.results
 
 
-class ImportJobsStream(PrismStream):
+class ImportJobsStream(RationedStateStream, PrismStream):
     """One record per job per run: the last snapshot fetched."""
 
     name = "import_jobs"
-    path = "/v2/prism/{team_id}/imports/{job_id}"
     primary_keys = ("team_id", "job_id")
     replication_key = "fetched_at"
     is_sorted = False
@@ -125,44 +112,23 @@ class ImportJobsStream(PrismStream):
         ),
     ).to_dict()
 
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.state_checkpoints = StateCheckpoints()
-        self._current: JobSnapshot | None = None
+    def __init__(self, tap: Tap, link: StreamLink) -> None:
+        super().__init__(tap)
+        self.link = link
 
-    def current_snapshot(self, context: Context | None) -> tuple[JobSnapshot, ResultsSpool]:
-        """The job whose child sync is running, and its results."""
-        snapshot = self._current
-        if (
-            snapshot is None
-            or snapshot.results is None
-            or context is None
-            or (context.get("team_id"), context.get("job_id"))
-            != (snapshot.ref.team_id, snapshot.ref.job_id)
-        ):
-            msg = f"import_results has no fetched job for context {context!r}"
-            raise RuntimeError(msg)
-        return snapshot, snapshot.results
+    @property
+    @override
+    def state_checkpoints(self) -> StateCheckpoints:
+        return self.link.checkpoints
 
     @override
     def generate_child_contexts(
         self, record: Record, context: Context | None
     ) -> Iterable[Context | None]:
         # Only ids go into the context: it is written to logs and sent to targets.
-        snapshot = self._current
+        snapshot = self.link.current
         if snapshot is not None and snapshot.results is not None:
             yield {"team_id": snapshot.ref.team_id, "job_id": snapshot.ref.job_id}
-
-    @override
-    def _write_state_message(self) -> None:
-        # Each STATE carries every job's ledger entry: rationed, or a run is quadratic.
-        if self.state_checkpoints.due():
-            super()._write_state_message()
-
-    def write_checkpoint(self) -> None:
-        """Write the ledger now if its interval has passed."""
-        self.state_manager.is_flushed = False
-        self._write_state_message()
 
     @override
     def get_records(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
@@ -171,149 +137,49 @@ class ImportJobsStream(PrismStream):
             self.config.get("job_ids_file"),
             self.config.get("team_id"),
         )
-        summary = RunSummary(configured=len(refs))
-        budget = RequestBudget(self.config.get("max_requests_per_run"))
         if not refs:
             self.logger.warning(
                 "No job refs configured: set `job_ids` or `job_ids_file`. Nothing to extract."
             )
             return
-        self.setup_client(budget)
+        ledger = JobLedger(self.stream_state)
+        checkpoints = self.link.checkpoints
         # In batch mode records reach the target in BATCH messages written after the
         # sync, so no state may go out before them.
-        self.state_checkpoints.final_only = self.get_batch_config(self.config) is not None
-        ledger = JobLedger(self.stream_state)
-        self.state_checkpoints.scale_to(len(ledger) + len(refs))
-        started = utc_now()
-        to_fetch = self._refs_to_fetch(refs, ledger, started, summary)
-        to_fetch = self._within_budget(to_fetch, ledger, budget, summary)
-
-        pipeline = SnapshotPipeline(
-            self.fetch_snapshot,
+        checkpoints.final_only = self.get_batch_config(self.config) is not None
+        checkpoints.scale_to(len(ledger) + len(refs))
+        run = ImportRun(
+            refs,
+            ledger,
+            fetch=self.fetch_snapshot,
+            budget=self.request_budget,
+            settings=RunSettings.from_config(self.config),
             workers=self.worker_count,
-            wait=self._wait_policy(),
-            stop_requests=self.stop_requests,
+            stop_requests=self.pacer.stop,
+            fatal_errors=(FatalAPIError,),
+            logger=self.logger,
+            claims_state=self.ABORT_AT_RECORD_COUNT is None,
         )
         try:
-            for outcome in pipeline.run(to_fetch):
-                if outcome.snapshot is not None:
-                    yield from self._emit(outcome.snapshot, ledger, summary)
-                if outcome.error is not None:
-                    self._note_error(outcome, ledger, summary)
+            for step in run.steps():
+                if step.snapshot is not None:
+                    self.link.current = step.snapshot
+                    try:
+                        # The SDK syncs import_results, then writes this record, then resumes.
+                        yield dict(step.snapshot.record)
+                    finally:
+                        self.link.current = None
+                run.confirm(step)
                 self.write_checkpoint()
         finally:
-            self._current = None
-            ledger.prune({ref.key for ref in refs}, started)
-            self.state_checkpoints.unthrottled = True
-            if not self.state_checkpoints.final_only:
+            run.close()
+            checkpoints.unthrottled = True
+            if not checkpoints.final_only:
                 self.write_checkpoint()
-            self.logger.info(summary.line(budget.spent))
-        if summary.failed:
-            shown = "; ".join(summary.failed[:MAX_FAILURES_SHOWN])
-            hidden = len(summary.failed) - MAX_FAILURES_SHOWN
-            more = f" (and {hidden} more)" if hidden > 0 else ""
-            msg = (
-                f"{len(summary.failed)} of {summary.configured} jobs could not be read and "
-                f"will be requested again next run: {shown}{more}"
-            )
-            raise JobsFailedError(msg)
-
-    def _refs_to_fetch(
-        self,
-        refs: list[JobRef],
-        ledger: JobLedger,
-        now: datetime.datetime,
-        summary: RunSummary,
-    ) -> list[JobRef]:
-        refresh = bool(self.config.get("refresh_terminal_jobs"))
-        to_fetch: list[JobRef] = []
-        for ref in refs:
-            if ledger.needs_request(ref, now, refresh_terminal=refresh):
-                to_fetch.append(ref)
-            elif ledger.is_expired(ref, now):
-                summary.expired += 1
-                if ledger.status(ref) not in {*TERMINAL_STATUSES, NOT_FOUND}:
-                    self.logger.warning(
-                        "Job %s expired (the API keeps jobs 7 days) while %s; "
-                        "its last snapshot stays as loaded.",
-                        ref.key,
-                        ledger.status(ref),
-                    )
-            else:
-                summary.already_final += 1
-        return to_fetch
-
-    def _within_budget(
-        self,
-        refs: list[JobRef],
-        ledger: JobLedger,
-        budget: RequestBudget,
-        summary: RunSummary,
-    ) -> list[JobRef]:
-        if budget.limit is None or len(refs) <= budget.limit:
-            return refs
-        # The jobs requested longest ago (or never) go first, so no job starves.
-        chosen = set(sorted(refs, key=ledger.requested_at)[: budget.limit])
-        summary.not_requested += len(refs) - len(chosen)
-        self.logger.warning(
-            "`max_requests_per_run` %d is below the %d jobs to request: %d wait for the next run.",
-            budget.limit,
-            len(refs),
-            len(refs) - len(chosen),
-        )
-        return [ref for ref in refs if ref in chosen]
-
-    def _wait_policy(self) -> WaitPolicy | None:
-        if not self.config.get("wait_for_completion"):
-            return None
-        return WaitPolicy(
-            first_interval=float(self.config.get("poll_interval_seconds", 30)),
-            deadline=time.monotonic() + float(self.config.get("max_wait_seconds", 900)),
-        )
-
-    def _emit(
-        self, snapshot: JobSnapshot, ledger: JobLedger, summary: RunSummary
-    ) -> Iterator[dict[str, t.Any]]:
-        for warning in snapshot.warnings:
-            self.logger.warning("Job %s: %s", snapshot.ref.key, warning)
-        self._current = snapshot
-        try:
-            # The SDK syncs import_results, then writes this record, before resuming here.
-            yield dict(snapshot.record)
-        finally:
-            self._current = None
-            results = snapshot.results
-            snapshot.close()
-        if self.ABORT_AT_RECORD_COUNT is None:
-            # A dry run (--test) emits a sample of rows, so it claims nothing in state.
-            ledger.record_snapshot(snapshot)
-        summary.jobs_by_status[snapshot.status] += 1
-        if results is not None:
-            summary.rows_by_outcome.update(results.outcomes)
-
-    def _note_error(self, outcome: FetchOutcome, ledger: JobLedger, summary: RunSummary) -> None:
-        ref, error = outcome.ref, outcome.error
-        if isinstance(error, (RequestBudgetExhaustedError, RunStoppedError)):
-            summary.not_requested += 1
-            return
-        if isinstance(error, JobNotFoundError):
-            summary.not_found += 1
-            ledger.record_not_found(ref, utc_now())
-            self.logger.warning(
-                "Job %s: not found (%s): expired (the API keeps jobs 7 days) or unknown. "
-                "Skipped, and never requested again.",
-                ref.key,
-                error,
-            )
-            return
-        if outcome.snapshot is None:
-            ledger.record_request(ref, utc_now())
-        reason = error if isinstance(error, JobFetchError) else f"{type(error).__name__}: {error}"
-        self.logger.error("Job %s could not be read: %s", ref.key, reason)
-        summary.failed.append(f"{ref.key}: {reason}")
+        run.raise_for_failures()
 
 
-class ImportResultsStream(Stream):
+class ImportResultsStream(DirectRecordsStream, SchemaOnceStream, RationedStateStream):
     """One record per row of a job's import: created, matched (existing) or failed."""
 
     name = "import_results"
@@ -363,35 +229,31 @@ class ImportResultsStream(Stream):
         ),
     ).to_dict()
 
-    _schema_sent = False
-
-    @override
-    def _write_schema_message(self) -> None:
-        # The SDK re-sends a child's SCHEMA for every parent record: once per run is enough.
-        if not self._schema_sent:
-            self._schema_sent = True
-            super()._write_schema_message()
+    def __init__(self, tap: Tap, link: StreamLink) -> None:
+        super().__init__(tap)
+        self.link = link
 
     @property
-    def _jobs_stream(self) -> ImportJobsStream:
-        return t.cast("ImportJobsStream", self._tap.streams[ImportJobsStream.name])
+    @override
+    def state_checkpoints(self) -> StateCheckpoints:
+        return self.link.checkpoints
+
+    @property
+    @override
+    def record_writer(self) -> PrismMessageWriter:
+        return t.cast("PrismMessageWriter", self.link.writer)
 
     @override
     def get_records(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
-        _, results = self._jobs_stream.current_snapshot(context)
+        _, results = self.link.current_job(context)
         yield from iter_result_records(results)
-
-    @override
-    def _write_state_message(self) -> None:
-        # See ImportJobsStream: state is written at the parent's checkpoints.
-        if self._jobs_stream.state_checkpoints.due():
-            super()._write_state_message()
 
     def writes_records_directly(self) -> bool:
         """Whether records can skip the SDK's per-record path: nothing would change them."""
         maps = self.stream_maps
         return (
             self.selected
+            and isinstance(self.link.writer, PrismMessageWriter)
             and self.ABORT_AT_RECORD_COUNT is None
             and len(maps) == 1
             and type(maps[0]) is SameRecordTransform
@@ -401,45 +263,14 @@ class ImportResultsStream(Stream):
         )
 
     @override
-    def _sync_records(
-        self, context: Context | None = None, *, write_messages: bool = True
-    ) -> t.Generator[dict[str, t.Any], t.Any, t.Any]:
-        # The SDK's per-record path costs ~70 us a row; a million-row job needs far less.
-        if not (write_messages and self.writes_records_directly()):
-            yield from super()._sync_records(context, write_messages=write_messages)
-            return
-        snapshot, results = self._jobs_stream.current_snapshot(context)
-        with self.get_record_counter() as counter, self.get_sync_timer() as timer:
-            counter.with_context(context)
-            timer.with_context(context)
-            _write_record_lines(self.name, results)
-            counter.increment(results.count)
-        if results.count:
+    def record_lines(self, context: Context | None) -> RecordLines | None:
+        if not self.writes_records_directly():
+            return None
+        snapshot, results = self.link.current_job(context)
+        return RecordLines(
+            blocks=results.blocks(WRITE_BLOCK_BYTES),
+            count=results.count,
+            time_extracted=utc_now(),
             # Every row of a snapshot shares its fetched_at, the replication key.
-            bookmark = {"fetched_at": snapshot.record["fetched_at"]}
-            self._increment_stream_state(bookmark, context=context)
-            self.state_manager.is_flushed = False
-        self._write_state_message()
-
-
-def _write_record_lines(stream_name: str, results: ResultsSpool) -> None:
-    """Write each spooled record as a RECORD message, in large blocks."""
-    extracted = format_datetime(utc_now()).encode()
-    head = b'{"type":"RECORD","stream":"' + stream_name.encode() + b'","record":'
-    tail = b',"time_extracted":"' + extracted + b'"}\n'
-    # Whatever went through the text layer must go out before these bytes.
-    sys.stdout.flush()
-    # Tests capture stdout as text; the CLI's stdout has a binary buffer.
-    binary: t.BinaryIO | None = getattr(sys.stdout, "buffer", None)
-    # Every line becomes head + line + tail: one bytes.replace per block, in C.
-    between = tail + head
-    for block in results.blocks(WRITE_BLOCK_BYTES):
-        _write_block(binary, head + block[:-1].replace(b"\n", between) + tail)
-    # No flush here: the next message's flush (or exit) pushes these bytes out, in order.
-
-
-def _write_block(binary: t.BinaryIO | None, block: bytes) -> None:
-    if binary is not None:
-        binary.write(block)
-    else:
-        sys.stdout.write(block.decode())
+            bookmark={"fetched_at": snapshot.record["fetched_at"]},
+        )

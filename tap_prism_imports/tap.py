@@ -2,37 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-import typing as t
-
 from singer_sdk import Tap
 from singer_sdk import typing as th
-from singer_sdk.contrib.msgspec import MsgSpecWriter
-from singer_sdk.singerlib.encoding.simple import StateMessage
 from typing_extensions import override
 
 from tap_prism_imports import __version__, streams
 from tap_prism_imports.client import API_KEY_ENV, API_URL_ENV, DEFAULT_API_URL
-
-
-class StateFlushingWriter(MsgSpecWriter):
-    """msgspec encoding; stdout is flushed at STATE messages, not after every message.
-
-    The SDK's writers flush per message (measured: a third of the per-record cost).
-    Records before a STATE reach the target with it, so nothing a STATE claims can be
-    lost in the buffer.
-    """
-
-    @override
-    def write_message(self, message: t.Any) -> None:
-        line = self.format_message(message)
-        binary = getattr(sys.stdout, "buffer", None)
-        if binary is None:  # stdout captured as text (tests)
-            sys.stdout.write(line.decode())
-        else:
-            binary.write(line)
-        if isinstance(message, StateMessage):
-            sys.stdout.flush()
+from tap_prism_imports.messages import PrismMessageWriter
+from tap_prism_imports.state import StateCheckpoints
 
 
 class TapPrismImports(Tap):
@@ -40,7 +17,7 @@ class TapPrismImports(Tap):
 
     name = "tap-prism-imports"
     plugin_version = __version__
-    message_writer_class = StateFlushingWriter
+    message_writer_class = PrismMessageWriter
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -120,7 +97,8 @@ class TapPrismImports(Tap):
 
     @override
     def discover_streams(self) -> list[streams.ImportJobsStream | streams.ImportResultsStream]:
-        return [streams.ImportJobsStream(self), streams.ImportResultsStream(self)]
+        link = streams.StreamLink(checkpoints=StateCheckpoints(), writer=self.message_writer)
+        return [streams.ImportJobsStream(self, link), streams.ImportResultsStream(self, link)]
 
 
 if __name__ == "__main__":

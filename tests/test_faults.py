@@ -16,8 +16,9 @@ from tap_runner import job_requests, run_tap, tap_config
 from typing_extensions import Self
 
 from tap_prism_imports import client
+from tap_prism_imports.pipeline import JobFetchError
+from tap_prism_imports.run import JobsFailedError
 from tap_prism_imports.snapshots import parse_datetime
-from tap_prism_imports.streams import JobsFailedError
 from tap_prism_imports.tap import TapPrismImports
 
 if t.TYPE_CHECKING:
@@ -274,13 +275,12 @@ def test_x_should_retry_from_the_api_is_obeyed(
 ) -> None:
     tap = TapPrismImports(config={"api_key": "k", "api_url": "http://127.0.0.1:9"})
     stream = t.cast("client.PrismStream", tap.streams["import_jobs"])
-    stream.setup_client(client.RequestBudget(None))
     response = requests.Response()
     response.status_code = status
     response.url = "http://127.0.0.1:9/v2/prism/team/imports/job"
     if should_retry is not None:
         response.headers["x-should-retry"] = should_retry
-    expected = RetriableAPIError if retried else client.JobFetchError
+    expected = RetriableAPIError if retried else JobFetchError
     with pytest.raises(expected):
         stream.validate_response(response)
 
@@ -381,7 +381,6 @@ def test_redirect_stops_the_run_naming_api_url() -> None:
 def test_retry_after_zero_backs_off_instead_of_retrying_at_once() -> None:
     tap = TapPrismImports(config={"api_key": "k", "api_url": "http://127.0.0.1:9"})
     stream = t.cast("client.PrismStream", tap.streams["import_jobs"])
-    stream.setup_client(client.RequestBudget(None))
     response = requests.Response()
     response.status_code = 429
     response.headers["Retry-After"] = "0"

@@ -137,7 +137,7 @@ def _run_tap(
         tap = TapPrismImports(config=config, state=state)
         if checkpoints is not None:
             jobs = t.cast("ImportJobsStream", tap.streams["import_jobs"])
-            jobs.state_checkpoints = checkpoints
+            jobs.link.checkpoints = checkpoints
         tap.sync_all()
     return stdout.getvalue().splitlines()
 

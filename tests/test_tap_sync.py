@@ -10,8 +10,8 @@ import pytest
 from tap_runner import job_requests, run_tap, tap_config
 
 from tap_prism_imports import __version__
+from tap_prism_imports.run import JobsFailedError
 from tap_prism_imports.snapshots import parse_datetime
-from tap_prism_imports.streams import JobsFailedError
 
 if t.TYPE_CHECKING:
     from tap_prism_imports.sandbox import Sandbox
@@ -111,7 +111,7 @@ def test_unknown_job_warns_once_and_is_never_requested_again(sandbox: Sandbox) -
 
 
 def test_known_expiry_costs_no_request(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tap_prism_imports.streams.utc_now", sandbox.now)
+    monkeypatch.setattr("tap_prism_imports.run.utc_now", sandbox.now)
     job = sandbox.add_job(rows=5, status="processing")
     first = run_tap(tap_config(sandbox, [sandbox.ref(job)]), sandbox=sandbox)
     assert first.jobs[0]["status"] == "processing"
@@ -199,7 +199,7 @@ def test_no_refs_warns_and_emits_nothing(sandbox: Sandbox) -> None:
 def test_state_forgets_unconfigured_jobs_once_expired(
     sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("tap_prism_imports.streams.utc_now", sandbox.now)
+    monkeypatch.setattr("tap_prism_imports.run.utc_now", sandbox.now)
     old = sandbox.add_job(rows=2)
     new = sandbox.add_job(rows=2)
     first = run_tap(tap_config(sandbox, [sandbox.ref(old), sandbox.ref(new)]), sandbox=sandbox)

@@ -1,0 +1,189 @@
+"""Following many jobs at once: fetched concurrently at the paced rate, handed out in order.
+
+Nothing here knows HTTP or the SDK: ``fetch`` is any function from a job ref to its
+snapshot, and the errors it raises decide what happens to the job.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import heapq
+import time
+import typing as t
+from dataclasses import dataclass, field
+
+from tap_prism_imports.pacing import RequestBudgetExhaustedError, RunStoppedError
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
+    from tap_prism_imports.job_refs import JobRef
+    from tap_prism_imports.snapshots import JobSnapshot
+
+
+class JobNotFoundError(Exception):
+    """``fetch`` found no such job: unknown, or expired (the API keeps jobs 7 days)."""
+
+
+class JobFetchError(Exception):
+    """``fetch`` could not read the job this run; the other jobs go on."""
+
+
+@dataclass
+class FetchOutcome:
+    """The final result of following one job this run."""
+
+    index: int
+    ref: JobRef
+    snapshot: JobSnapshot | None = None
+    error: Exception | None = None
+
+    def close(self) -> None:
+        if self.snapshot is not None:
+            self.snapshot.close()
+
+
+@dataclass(frozen=True)
+class WaitPolicy:
+    """How ``wait_for_completion`` polls a processing job."""
+
+    first_interval: float
+    deadline: float  # time.monotonic() value
+    growth: float = 1.5
+    max_interval: float = 300.0
+
+
+@dataclass(order=True)
+class _Poll:
+    due: float
+    index: int
+    interval: float = field(compare=False)
+    previous: JobSnapshot | None = field(compare=False)
+
+
+class SnapshotPipeline:
+    """Fetches jobs concurrently at the paced rate and hands them out in ref order.
+
+    Up to ``window`` jobs are fetched ahead of the one being emitted. With a wait
+    policy, processing jobs are polled again on their schedule until they finish
+    or the run's deadline passes; a job whose snapshot is still processing then is
+    handed out as it last was. An error of a ``fatal_errors`` type ends the run; any
+    other error is that job's alone.
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[JobRef], JobSnapshot],
+        *,
+        workers: int,
+        wait: WaitPolicy | None,
+        stop_requests: Callable[[], None],
+        fatal_errors: tuple[type[Exception], ...],
+    ) -> None:
+        self._fetch = fetch
+        self._fatal_errors = fatal_errors
+        self._stop_requests = stop_requests
+        self._requests_refused = False
+        self._workers = workers
+        self._wait = wait
+
+    def run(self, refs: Iterable[JobRef]) -> Iterator[FetchOutcome]:
+        jobs = list(refs)
+        window = len(jobs) if self._wait else self._workers * 4
+        pool = concurrent.futures.ThreadPoolExecutor(self._workers, "prism-fetch")
+        pending: dict[concurrent.futures.Future[JobSnapshot], _Poll] = {}
+        finished: dict[int, FetchOutcome] = {}
+        polls: list[_Poll] = []
+        next_submit = next_yield = 0
+
+        def submit(poll: _Poll) -> None:
+            pending[pool.submit(self._fetch, jobs[poll.index])] = poll
+
+        try:
+            while next_yield < len(jobs):
+                while next_submit < len(jobs) and next_submit - next_yield < window:
+                    first_interval = self._wait.first_interval if self._wait else 0.0
+                    submit(_Poll(0.0, next_submit, first_interval, None))
+                    next_submit += 1
+                now = time.monotonic()
+                while polls and polls[0].due <= now:
+                    submit(heapq.heappop(polls))
+                if next_yield in finished:
+                    yield finished.pop(next_yield)
+                    next_yield += 1
+                    continue
+                timeout = max(0.0, polls[0].due - now) if polls else None
+                done, _ = concurrent.futures.wait(
+                    pending, timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                for future in done:
+                    poll = pending.pop(future)
+                    outcome = self._settle(future, poll, jobs[poll.index], polls)
+                    if outcome is not None:
+                        finished[poll.index] = outcome
+                if self._requests_refused:
+                    finished.update(self._give_up_polls(polls, jobs))
+        finally:
+            self._stop_requests()
+            pool.shutdown(wait=True, cancel_futures=True)
+            _close_unemitted(pending, finished, polls)
+
+    @staticmethod
+    def _give_up_polls(polls: list[_Poll], jobs: list[JobRef]) -> dict[int, FetchOutcome]:
+        """No poll can be sent any more: each job goes out as its last poll saw it, now."""
+        given_up = {
+            poll.index: FetchOutcome(poll.index, jobs[poll.index], snapshot=poll.previous)
+            for poll in polls
+        }
+        polls.clear()
+        return given_up
+
+    def _settle(
+        self,
+        future: concurrent.futures.Future[JobSnapshot],
+        poll: _Poll,
+        ref: JobRef,
+        polls: list[_Poll],
+    ) -> FetchOutcome | None:
+        error = future.exception()
+        if isinstance(error, self._fatal_errors) or (
+            error is not None and not isinstance(error, Exception)
+        ):
+            if poll.previous is not None:
+                poll.previous.close()
+            raise error
+        if isinstance(error, (RequestBudgetExhaustedError, RunStoppedError)):
+            self._requests_refused = True
+            if poll.previous is not None:
+                # A poll that was never sent: the job is emitted as the last poll saw it.
+                return FetchOutcome(poll.index, ref, snapshot=poll.previous)
+        if error is not None:
+            # A failed re-poll still leaves the snapshot the previous poll took.
+            return FetchOutcome(poll.index, ref, snapshot=poll.previous, error=error)
+        snapshot = future.result()
+        if poll.previous is not None:
+            poll.previous.close()
+        if self._wait and not snapshot.is_terminal and not self._requests_refused:
+            now = time.monotonic()
+            if now < self._wait.deadline:
+                due = min(now + poll.interval, self._wait.deadline)
+                interval = min(poll.interval * self._wait.growth, self._wait.max_interval)
+                heapq.heappush(polls, _Poll(due, poll.index, interval, snapshot))
+                return None
+        return FetchOutcome(poll.index, ref, snapshot=snapshot)
+
+
+def _close_unemitted(
+    pending: dict[concurrent.futures.Future[JobSnapshot], _Poll],
+    finished: dict[int, FetchOutcome],
+    polls: list[_Poll],
+) -> None:
+    """Release the spools of everything fetched but not handed out (the run is ending)."""
+    for future in pending:
+        if future.done() and not future.cancelled() and future.exception() is None:
+            future.result().close()
+    for outcome in finished.values():
+        outcome.close()
+    for poll in [*polls, *pending.values()]:
+        if poll.previous is not None:
+            poll.previous.close()
