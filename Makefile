@@ -55,7 +55,7 @@ demo: $(VENV)/.installed .meltano/.plugins-installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check
 	$(VENV)/bin/ruff format --check
-	$(VENV)/bin/mypy tap_prism_imports tests
+	$(VENV)/bin/mypy tap_prism_imports tests benchmarks scripts
 
 # PIPELINE_TESTS=required: the end-to-end tests fail, instead of skipping, when
 # Meltano, its plugins or the PostgreSQL server binaries are missing.
