@@ -37,9 +37,10 @@ from singer_sdk.singerlib.encoding.simple import SimpleSingerWriter
 from singer_sdk.streams import Stream
 from typing_extensions import override
 
+from tap_prism_imports.messages import PrismMessageWriter
 from tap_prism_imports.state import StateCheckpoints
-from tap_prism_imports.streams import ImportJobsStream, ImportResultsStream
-from tap_prism_imports.tap import StateFlushingWriter, TapPrismImports
+from tap_prism_imports.streams import ImportJobsStream, ImportResultsStream, StreamLink
+from tap_prism_imports.tap import TapPrismImports
 
 LEVERS = frozenset(filter(None, os.environ.get("BENCH_LEVERS", "").split(",")))
 KNOWN_LEVERS = frozenset({"sdk_path", "conform", "msgspec", "noflush", "schema_once", "rare_state"})
@@ -64,7 +65,7 @@ class LeverResultsStream(ImportResultsStream):
 class LeverTap(TapPrismImports):
     # The SDK's default writer, unless a lever says otherwise; "noflush" is the tap's own.
     if "noflush" in LEVERS:
-        message_writer_class = StateFlushingWriter
+        message_writer_class = PrismMessageWriter
     elif "msgspec" in LEVERS:
         message_writer_class = MsgSpecWriter  # type: ignore[assignment]
     else:
@@ -72,10 +73,9 @@ class LeverTap(TapPrismImports):
 
     @override
     def discover_streams(self) -> list[ImportJobsStream | ImportResultsStream]:
-        jobs = ImportJobsStream(self)
-        if "rare_state" in LEVERS:
-            jobs.state_checkpoints = StateCheckpoints(interval_seconds=24 * 3600)
-        return [jobs, LeverResultsStream(self)]
+        interval = 24 * 3600 if "rare_state" in LEVERS else 1.0
+        link = StreamLink(StateCheckpoints(interval_seconds=interval), writer=self.message_writer)
+        return [ImportJobsStream(self, link), LeverResultsStream(self, link)]
 
 
 if __name__ == "__main__":
