@@ -28,7 +28,7 @@ from tap_prism_imports.state import NOT_FOUND
 
 if t.TYPE_CHECKING:
     import logging
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Generator, Mapping
 
     from tap_prism_imports.job_refs import JobRef
     from tap_prism_imports.pacing import RequestBudget
@@ -122,7 +122,7 @@ class ImportRun:
             fatal_errors=fatal_errors,
         )
 
-    def steps(self) -> Iterator[FetchOutcome]:
+    def steps(self) -> Generator[FetchOutcome, None, None]:
         """Each followed job, in ref order: emit its snapshot (if any), then ``confirm`` it."""
         to_fetch = self._within_budget(self._refs_to_fetch())
         for step in self._pipeline.run(to_fetch):
