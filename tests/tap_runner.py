@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from tap_prism_imports.tap import TapPrismImports
 
 if t.TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tap_prism_imports.sandbox import Sandbox
 
 
@@ -23,6 +25,8 @@ class TapRun:
     logs: str
     error: BaseException | None = None
     requests: list[dict[str, t.Any]] = field(default_factory=list)
+    #: stdout as written, one string per line.
+    lines: list[str] = field(default_factory=list)
 
     def records(self, stream: str) -> list[dict[str, t.Any]]:
         return [
@@ -61,8 +65,12 @@ def run_tap(
     *,
     sandbox: Sandbox | None = None,
     catalog: dict[str, t.Any] | None = None,
+    customize: Callable[[TapPrismImports], None] | None = None,
 ) -> TapRun:
-    """Sync all streams; an exception is kept in ``error`` with what was written before it."""
+    """Sync all streams; an exception is kept in ``error`` with what was written before it.
+
+    ``customize`` is called with the tap after it is built, before it syncs.
+    """
     if sandbox is not None:
         sandbox.clear_requests()
     stdout, logs = io.StringIO(), io.StringIO()
@@ -75,6 +83,8 @@ def run_tap(
     try:
         with contextlib.redirect_stdout(stdout):
             tap = TapPrismImports(config=config, state=state, catalog=catalog)
+            if customize is not None:
+                customize(tap)
             try:
                 tap.sync_all()
             except Exception as exc:  # noqa: BLE001 - the test inspects it
@@ -82,9 +92,10 @@ def run_tap(
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
-    messages = [json.loads(line) for line in stdout.getvalue().splitlines()]
+    lines = stdout.getvalue().splitlines()
+    messages = [json.loads(line) for line in lines]
     requests = sandbox.requests if sandbox is not None else []
-    return TapRun(messages, logs.getvalue(), error, requests)
+    return TapRun(messages, logs.getvalue(), error, requests, lines)
 
 
 def job_requests(run: TapRun) -> list[str]:

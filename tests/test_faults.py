@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import email.utils
-import http.server
 import json
-import threading
 import time
 import typing as t
 
 import pytest
 import requests
 from singer_sdk.exceptions import RetriableAPIError
+from stub_api import StubApi, http_response
 from tap_runner import job_requests, run_tap, tap_config
-from typing_extensions import Self
 
 from tap_prism_imports import client
 from tap_prism_imports.pipeline import JobFetchError
@@ -285,41 +283,6 @@ def test_x_should_retry_from_the_api_is_obeyed(
         stream.validate_response(response)
 
 
-class CannedServer:
-    """An HTTP server answering each request with the next canned raw response."""
-
-    def __init__(self, responses: list[bytes]) -> None:
-        self.responses = responses
-        self.requests = 0
-        canned = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                raw = canned.responses[min(canned.requests, len(canned.responses) - 1)]
-                canned.requests += 1
-                self.wfile.write(raw)
-                self.close_connection = True
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-
 TEAM = "1f0c6a52-8a3e-4d5f-9b1c-2d3e4f5a6b7c"
 
 
@@ -337,17 +300,10 @@ def canned_body(rows: int, *, broken_at: int | None = None) -> bytes:
     )
 
 
-def canned_response(body: bytes, *, length: bool = True, status: str = "200 OK") -> bytes:
-    head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nConnection: close\r\n"
-    if length:
-        head += f"Content-Length: {len(body)}\r\n"
-    return head.encode() + b"\r\n" + body
-
-
 def test_body_cut_without_content_length_is_refetched() -> None:
     body = canned_body(3000)
-    cut = canned_response(body[: len(body) // 2], length=False)
-    with CannedServer([cut, canned_response(body, length=False)]) as api:
+    cut = http_response(body[: len(body) // 2], length=None)
+    with StubApi([cut, http_response(body, length=None)]) as api:
         config = {"api_key": "k", "api_url": api.url, "job_ids": [f"{TEAM}/job_1"]}
         run = run_tap(config)
     assert run.error is None
@@ -356,8 +312,8 @@ def test_body_cut_without_content_length_is_refetched() -> None:
 
 
 def test_malformed_json_early_in_a_large_body_is_not_retried() -> None:
-    broken = canned_response(canned_body(5000, broken_at=10))
-    with CannedServer([broken]) as api:
+    broken = http_response(canned_body(5000, broken_at=10))
+    with StubApi([broken]) as api:
         config = {"api_key": "k", "api_url": api.url, "job_ids": [f"{TEAM}/job_1"]}
         run = run_tap(config)
     assert isinstance(run.error, JobsFailedError)
@@ -367,9 +323,10 @@ def test_malformed_json_early_in_a_large_body_is_not_retried() -> None:
 
 
 def test_redirect_stops_the_run_naming_api_url() -> None:
-    moved = b"HTTP/1.1 301 Moved Permanently\r\nLocation: https://elsewhere.example/\r\n"
-    moved += b"Content-Length: 0\r\nConnection: close\r\n\r\n"
-    with CannedServer([moved]) as api:
+    moved = http_response(
+        b"", status="301 Moved Permanently", headers={"Location": "https://elsewhere.example/"}
+    )
+    with StubApi([moved]) as api:
         jobs = [f"{TEAM}/job_{n}" for n in range(5)]
         run = run_tap({"api_key": "k", "api_url": api.url, "job_ids": jobs})
     assert run.error is not None

@@ -18,9 +18,10 @@ import re
 import threading
 import time
 import typing as t
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from stub_api import Route, StubApi, http_response
+from tap_runner import run_tap
 
 from tap_prism_imports import snapshots
 from tap_prism_imports.state import StateCheckpoints
@@ -40,65 +41,11 @@ NO_OP_STREAM_MAP: dict[str, t.Any] = {"stream_maps": {"import_results": {}}}
 # ---------------------------------------------------------------------- helpers
 
 
-class _Route:
-    """A body served in parts; ``gate`` (if set) must open before the parts after the first."""
-
-    def __init__(self, parts: list[bytes], gate: threading.Event | None = None) -> None:
-        self.parts = parts
-        self.gate = gate
-        self.gate_timed_out = False
-
-
-class _BodyServer(ThreadingHTTPServer):
-    daemon_threads = True
-    routes: dict[str, _Route]
-
-
-class _BodyHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _BodyServer
-
-    def log_message(self, format: str, *args: t.Any) -> None:  # noqa: A002
-        """Quiet."""
-
-    def do_GET(self) -> None:
-        route = self.server.routes.get(self.path)
-        if route is None:
-            body = b'{"message":"import job not found or expired"}'
-            self.send_response(404)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(sum(len(part) for part in route.parts)))
-        self.end_headers()
-        first, *rest = route.parts
-        self.wfile.write(first)
-        self.wfile.flush()
-        if route.gate is not None and not route.gate.wait(WAIT_SECONDS):
-            route.gate_timed_out = True
-        for part in rest:
-            self.wfile.write(part)
-
-
 @pytest.fixture
-def body_server() -> Iterator[_BodyServer]:
+def body_server() -> Iterator[StubApi]:
     """A local HTTP server answering job paths with prepared bodies."""
-    server = _BodyServer(("127.0.0.1", 0), _BodyHandler)
-    server.routes = {}
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
-
-
-def _base_url(server: _BodyServer) -> str:
-    return f"http://127.0.0.1:{server.server_address[1]}"
+    with StubApi() as server:
+        yield server
 
 
 def _job_path(job_id: str) -> str:
@@ -132,14 +79,15 @@ def _run_tap(
     checkpoints: StateCheckpoints | None = None,
 ) -> list[str]:
     """Sync in-process and return every line written to stdout."""
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-        tap = TapPrismImports(config=config, state=state)
+
+    def use_checkpoints(tap: TapPrismImports) -> None:
         if checkpoints is not None:
-            jobs = t.cast("ImportJobsStream", tap.streams["import_jobs"])
-            jobs.link.checkpoints = checkpoints
-        tap.sync_all()
-    return stdout.getvalue().splitlines()
+            t.cast("ImportJobsStream", tap.streams["import_jobs"]).link.checkpoints = checkpoints
+
+    run = run_tap(config, state, customize=use_checkpoints)
+    if run.error is not None:
+        raise run.error
+    return run.lines
 
 
 def _messages(lines: list[str], kind: str) -> list[dict[str, t.Any]]:
@@ -173,7 +121,7 @@ class _SpoolSpy:
 
 
 def test_results_are_parsed_while_the_body_is_still_arriving(
-    body_server: _BodyServer, monkeypatch: pytest.MonkeyPatch
+    body_server: StubApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The server sends 20,000 rows, then holds the rest: those rows must already be spooled.
 
@@ -184,13 +132,13 @@ def test_results_are_parsed_while_the_body_is_still_arriving(
     head = b'{"job_id":"job_stream","status":"complete","total":%d,"results":[' % total_rows
     tail = b'],"processed":%d,"succeeded":%d,"failed":0}' % (total_rows, total_rows)
     gate = threading.Event()
-    route = _Route(
-        [head + _rows_json(0, first_rows), b"," + _rows_json(first_rows, total_rows) + tail], gate
-    )
+    first = head + _rows_json(0, first_rows)
+    rest = b"," + _rows_json(first_rows, total_rows) + tail
+    route = Route([http_response(first, length=len(first) + len(rest)), rest], gate)
     body_server.routes[_job_path("job_stream")] = route
     spy = _SpoolSpy(monkeypatch)
     config = {
-        "api_url": _base_url(body_server),
+        "api_url": body_server.url,
         "api_key": "test-key",
         "job_ids": [f"{TEAM_ID}/job_stream"],
     }
@@ -322,7 +270,7 @@ def test_fast_path_and_sdk_path_write_identical_records(sandbox: Sandbox) -> Non
     assert fast == sdk
 
 
-def test_both_paths_agree_on_unusual_result_rows(body_server: _BodyServer) -> None:
+def test_both_paths_agree_on_unusual_result_rows(body_server: StubApi) -> None:
     """Odd but valid rows (missing fields, error as a string, extra keys, non-ASCII) come
     out as the same records on both paths."""
     rows = [
@@ -335,9 +283,9 @@ def test_both_paths_agree_on_unusual_result_rows(body_server: _BodyServer) -> No
     body = json.dumps(
         {"job_id": "job_odd", "status": "complete", "total": len(rows), "results": rows}
     ).encode()
-    body_server.routes[_job_path("job_odd")] = _Route([body])
+    body_server.routes[_job_path("job_odd")] = Route([http_response(body)])
     config = {
-        "api_url": _base_url(body_server),
+        "api_url": body_server.url,
         "api_key": "k",
         "job_ids": [f"{TEAM_ID}/job_odd"],
     }
