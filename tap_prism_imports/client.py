@@ -15,6 +15,7 @@ import ipaddress
 import math
 import os
 import random
+import threading
 import time
 import typing as t
 import urllib.parse
@@ -53,6 +54,9 @@ MAX_RETRY_AFTER_SECONDS = 60.0
 INITIAL_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 8.0
 CONNECT_TIMEOUT_SECONDS = 5.0
+# A body that stops arriving for this long is abandoned, whatever the whole request may take.
+STALL_TIMEOUT_SECONDS = 30.0
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 300.0
 MAX_TRIES = 5
 # One job may not hold the run longer than this in retries.
 MAX_RETRY_SECONDS_PER_JOB = 180.0
@@ -73,6 +77,14 @@ class ThrottledError(RetriableAPIError):
 
 class BodyTransferError(RetriableAPIError):
     """The body was cut off in transit (connection dropped or truncated)."""
+
+
+class RequestDeadlineError(requests.exceptions.Timeout):
+    """The whole request, connect to last byte, took longer than ``request_timeout_seconds``."""
+
+
+class ApiUnreachableError(JobFetchError):
+    """No connection to ``api_url`` could be made, try after try: no job can be read."""
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -349,9 +361,25 @@ class PrismStream(RESTStream[t.Any]):
         """GET one job's snapshot, with retries; raises the job's error when it cannot."""
         try:
             return t.cast("JobSnapshot", self.request_decorator(self._get_snapshot)(ref))
+        except requests.exceptions.ConnectionError as error:
+            if _connection_refused_or_unresolved(error):
+                # Every other job would fail the same way: stop, as a spent quota does.
+                self.pacer.stop()
+                msg = (
+                    f"cannot connect to the API at `api_url` {self.api_url} after {MAX_TRIES} "
+                    f"tries: {_root_cause(error)}. No more requests this run; check `api_url` "
+                    "and the network, then run again."
+                )
+                raise ApiUnreachableError(msg) from error
+            raise self._gave_up(error) from error
         except (RetriableAPIError, requests.exceptions.RequestException) as error:
-            msg = f"gave up after {MAX_TRIES} tries or {MAX_RETRY_SECONDS_PER_JOB:.0f} s: {error}"
-            raise JobFetchError(msg) from error
+            raise self._gave_up(error) from error
+
+    @staticmethod
+    def _gave_up(error: Exception) -> JobFetchError:
+        return JobFetchError(
+            f"gave up after {MAX_TRIES} tries or {MAX_RETRY_SECONDS_PER_JOB:.0f} s: {error}"
+        )
 
     def _get_snapshot(self, ref: JobRef) -> JobSnapshot:
         self.pacer.wait_turn()
@@ -360,40 +388,51 @@ class PrismStream(RESTStream[t.Any]):
             requests.Request("GET", self.url_base + ref.path, headers=self.http_headers)
         )
         request = self.authenticator(request)
-        timeout = self.config.get("request_timeout_seconds", 60)
+        timeout = float(self.config.get("request_timeout_seconds", DEFAULT_REQUEST_TIMEOUT_SECONDS))
         fetched_at = utc_now()
-        started = time.perf_counter()
+        started = time.monotonic()
         with self.requests_session.send(
             request,
             stream=True,
-            timeout=(min(CONNECT_TIMEOUT_SECONDS, timeout), timeout),
+            timeout=(min(CONNECT_TIMEOUT_SECONDS, timeout), min(STALL_TIMEOUT_SECONDS, timeout)),
             allow_redirects=False,
         ) as response:
             self.logger.debug(
                 "GET %s -> %s in %.3f s",
                 ref.path,
                 response.status_code,
-                time.perf_counter() - started,
+                time.monotonic() - started,
             )
             self.validate_response(response)
             response.raw.decode_content = True
+            # The socket timeout bounds each read; this bounds the request as a whole.
+            deadline = threading.Timer(
+                max(0.0, started + timeout - time.monotonic()), response.raw.shutdown
+            )
+            deadline.daemon = True
+            deadline.start()
             try:
                 return parse_snapshot(t.cast("t.BinaryIO", response.raw), ref, fetched_at)
             except (
                 urllib3.exceptions.ProtocolError,
                 urllib3.exceptions.ReadTimeoutError,
                 urllib3.exceptions.DecodeError,
+                ijson.JSONError,
             ) as error:
-                msg = f"body cut off in transit: {error}"
+                if deadline.finished.is_set():
+                    msg = f"the request took longer than `request_timeout_seconds` ({timeout:g} s)"
+                    raise RequestDeadlineError(msg) from error
+                if isinstance(error, ijson.JSONError) and (
+                    not _ended_early(error) or _arrived_whole(response)
+                ):
+                    # Broken before its end, or ended where the transport says it ends:
+                    # the API sent it so, and would again.
+                    msg = f"the body is not valid JSON: {_first_line(error)}"
+                    raise InvalidSnapshotError(msg) from error
+                msg = f"body cut off in transit: {_first_line(error)}"
                 raise BodyTransferError(msg, response) from error
-            except ijson.JSONError as error:
-                # A body that ended early (connection closed, no length) is the network's;
-                # any other parse error is in what the API sent, and would be again.
-                if _ended_early(error):
-                    msg = f"body cut off in transit: {_first_line(error)}"
-                    raise BodyTransferError(msg, response) from error
-                msg = f"the body is not valid JSON: {_first_line(error)}"
-                raise InvalidSnapshotError(msg) from error
+            finally:
+                deadline.cancel()
 
 
 def _team_in_path(url: str) -> str:
@@ -405,6 +444,41 @@ def _ended_early(error: ijson.JSONError) -> bool:
     # yajl2_c says "premature EOF"; ijson's pure-Python backends "Incomplete or empty".
     text = str(error)
     return "premature EOF" in text or "Incomplete or empty" in text
+
+
+def _arrived_whole(response: requests.Response) -> bool:
+    """Whether the transport vouches the body ended where the API meant it to.
+
+    A chunked body ends with its terminating chunk (urllib3 raises on a stream cut
+    before it), a sized one after Content-Length bytes; a body delimited only by the
+    connection closing could have been cut anywhere.
+    """
+    if "chunked" in response.headers.get("Transfer-Encoding", "").lower():
+        return True
+    length = response.headers.get("Content-Length", "")
+    return length.isdigit() and response.raw.tell() >= int(length)
+
+
+def _connection_refused_or_unresolved(error: requests.exceptions.ConnectionError) -> bool:
+    """A failure to connect at all (refused, DNS, TLS, connect timeout), not a drop mid-way."""
+    # NameResolutionError is a NewConnectionError too.
+    return isinstance(
+        error, (requests.exceptions.SSLError, requests.exceptions.ConnectTimeout)
+    ) or isinstance(_pool_reason(error), urllib3.exceptions.NewConnectionError)
+
+
+def _root_cause(error: requests.exceptions.ConnectionError) -> str:
+    """The reason without urllib3's pool and URL wrapping (``[Errno 111] Connection refused``)."""
+    reason = _pool_reason(error)
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):
+        # urllib3 puts the connection's repr and "Failed to establish..." before the reason.
+        return str(reason).rsplit(": ", 1)[-1]
+    return str(reason or error)
+
+
+def _pool_reason(error: requests.exceptions.ConnectionError) -> BaseException | None:
+    wrapped = error.args[0] if error.args else None
+    return wrapped.reason if isinstance(wrapped, urllib3.exceptions.MaxRetryError) else None
 
 
 def _first_line(error: Exception) -> str:
