@@ -11,7 +11,8 @@ Example::
 """
 
 from tap_prism_imports.sandbox.faults import FAULT_KINDS, Fault
-from tap_prism_imports.sandbox.jobs import OBJECT_TYPES, REQUIRED_PROPERTIES, RETENTION_SECONDS
+from tap_prism_imports.sandbox.jobs import RETENTION_SECONDS
+from tap_prism_imports.sandbox.records import OBJECT_TYPES, REQUIRED_PROPERTIES
 from tap_prism_imports.sandbox.seed import write_refs_file
 from tap_prism_imports.sandbox.server import DEMO_API_KEY, DEMO_TEAM_ID, ApiResponse, Sandbox
 

@@ -32,13 +32,11 @@ from tap_prism_imports.sandbox import faults as fault_kinds
 from tap_prism_imports.sandbox.faults import Fault, FaultInjector
 from tap_prism_imports.sandbox.jobs import (
     DEFAULT_JOB_ERROR,
-    OBJECT_TYPES,
     Clock,
     Fields,
     Job,
     JSONDict,
     RawJSON,
-    RecordIndex,
     RowResults,
     SyntheticResults,
     dumps,
@@ -47,6 +45,7 @@ from tap_prism_imports.sandbox.jobs import (
     to_timestamp,
 )
 from tap_prism_imports.sandbox.limits import RateLimiter
+from tap_prism_imports.sandbox.records import OBJECT_TYPES, RecordIndex
 
 DEMO_API_KEY = "prism-sandbox-demo-key"
 """The API key a sandbox accepts when no keys are configured."""
