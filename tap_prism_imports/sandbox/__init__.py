@@ -10,11 +10,13 @@ Example::
         # with header x-api-key: DEMO_API_KEY
 """
 
+from tap_prism_imports.sandbox.defaults import DEMO_API_KEY, DEMO_TEAM_ID
 from tap_prism_imports.sandbox.faults import FAULT_KINDS, Fault
 from tap_prism_imports.sandbox.jobs import RETENTION_SECONDS
 from tap_prism_imports.sandbox.records import OBJECT_TYPES, REQUIRED_PROPERTIES
+from tap_prism_imports.sandbox.response import ApiResponse
 from tap_prism_imports.sandbox.seed import write_refs_file
-from tap_prism_imports.sandbox.server import DEMO_API_KEY, DEMO_TEAM_ID, ApiResponse, Sandbox
+from tap_prism_imports.sandbox.server import Sandbox
 
 __all__ = [
     "DEMO_API_KEY",

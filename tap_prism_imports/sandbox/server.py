@@ -7,29 +7,31 @@ manager in tests, or run it with the ``prism-sandbox`` command.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import socket
-import struct
-import sys
 import threading
-import time
 import urllib.parse
 import uuid
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
-from typing_extensions import Self, override
+from typing_extensions import Self
 
 from tap_prism_imports.sandbox import faults as fault_kinds
+from tap_prism_imports.sandbox.defaults import (
+    BURST,
+    DEMO_API_KEY,
+    DEMO_TEAM_ID,
+    HOST,
+    RATE_LIMIT,
+    ROWS_PER_SECOND,
+    SYNC_THRESHOLD,
+)
 from tap_prism_imports.sandbox.faults import Fault, FaultInjector
+from tap_prism_imports.sandbox.http import SandboxHTTPServer
 from tap_prism_imports.sandbox.jobs import (
     DEFAULT_JOB_ERROR,
     Clock,
@@ -39,57 +41,17 @@ from tap_prism_imports.sandbox.jobs import (
     RawJSON,
     RowResults,
     SyntheticResults,
-    dumps,
     format_time,
     render_object,
     to_timestamp,
 )
 from tap_prism_imports.sandbox.limits import RateLimiter
 from tap_prism_imports.sandbox.records import OBJECT_TYPES, RecordIndex
-
-DEMO_API_KEY = "prism-sandbox-demo-key"
-"""The API key a sandbox accepts when no keys are configured."""
-
-DEMO_TEAM_ID = "5eed0d3e-0000-4000-8000-000000000001"
-"""The team a sandbox serves when no teams are configured."""
+from tap_prism_imports.sandbox.response import ApiResponse
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 JOB_PATH = "/v2/prism/{team_id}/imports/{job_id}"
-
-
-@dataclass
-class ApiResponse:
-    """A response from the sandbox API: status, extra headers and the JSON body in chunks.
-
-    ``fields`` is set for snapshot bodies (so faults can re-render them).
-    """
-
-    status: int
-    chunks: tuple[bytes, ...]
-    headers: dict[str, str] = field(default_factory=dict)
-    fields: Fields | None = None
-    team_id: str | None = None
-    job_id: str | None = None
-
-    @property
-    def body(self) -> bytes:
-        return b"".join(self.chunks)
-
-    def json(self) -> Any:
-        """The body parsed as JSON."""
-        return json.loads(self.body)
-
-    @classmethod
-    def of(cls, status: int, payload: Any, **kwargs: Any) -> ApiResponse:
-        return cls(status, (dumps(payload).encode(),), **kwargs)
-
-    @classmethod
-    def error(cls, status: int, message: str, **extra: Any) -> ApiResponse:
-        """An error response with the API's ``{"message": ...}`` body."""
-        headers = extra.pop("headers", {})
-        return cls.of(status, {"message": message, **extra}, headers=headers)
 
 
 @dataclass
@@ -165,14 +127,14 @@ class Sandbox:
     def __init__(
         self,
         *,
-        host: str = "127.0.0.1",
+        host: str = HOST,
         port: int = 0,
         api_keys: Sequence[str] | Mapping[str, Collection[str] | None] | None = None,
         team_ids: Sequence[str] | None = None,
-        sync_threshold: int = 100,
-        rows_per_second: float = 100.0,
-        rate_limit: float | None = 10.0,
-        burst: int = 10,
+        sync_threshold: int = SYNC_THRESHOLD,
+        rows_per_second: float = ROWS_PER_SECOND,
+        rate_limit: float | None = RATE_LIMIT,
+        burst: int = BURST,
         monthly_quota: int | None = None,
         latency: float = 0.0,
         error_rate: float = 0.0,
@@ -222,7 +184,7 @@ class Sandbox:
         self._records = RecordIndex()
         self._idempotency: dict[tuple[str, str], _Idempotent] = {}
         self._job_sequence = 0
-        self._server: _Server | None = None
+        self._server: SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -233,8 +195,7 @@ class Sandbox:
             return self
         if self.request_log_path is not None:
             self._log_file = self.request_log_path.open("a", encoding="utf-8")
-        server = _Server((self.host, self._requested_port), _Handler)
-        server.sandbox = self
+        server = SandboxHTTPServer((self.host, self._requested_port), self)
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -364,7 +325,8 @@ class Sandbox:
         with self._lock:
             self._requests.clear()
 
-    def _record(self, entry: dict[str, Any]) -> None:
+    def log_request(self, entry: dict[str, Any]) -> None:
+        """Add an entry to the request log (the transport calls this for each API request)."""
         with self._lock:
             self._requests.append(entry)
             if self._log_file is not None:
@@ -815,156 +777,3 @@ def _route(method: str, path: str) -> tuple[str, str | None, str | None]:
             object_type = urllib.parse.unquote(parts[4])
             return "import", team_id, object_type
     return "not_found", None, None
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    sandbox: Sandbox
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        self.connections_accepted = 0
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-            self.connections_accepted += 1
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    @override
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that timed out or hung up is the client's business, not a server error.
-        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            return
-        super().handle_error(request, client_address)
-
-    def close_connections(self) -> None:
-        """Wake handler threads waiting on idle keep-alive connections so they exit."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in separate sends: without TCP_NODELAY each response
-    # waits ~40 ms for the client's delayed ACK (measured in benchmarks/).
-    disable_nagle_algorithm = True
-    server_version = "prism-sandbox"
-    sys_version = ""
-    timeout = 120
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        """Silence the default stderr access log (the sandbox keeps its own)."""
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def do_PATCH(self) -> None:
-        self._handle("PATCH")
-
-    def _read_body(self) -> bytes:
-        length = self.headers.get("Content-Length")
-        if not length:
-            return b""
-        try:
-            size = int(length)
-        except ValueError:
-            return b""
-        return self.rfile.read(size) if size > 0 else b""
-
-    def _handle(self, method: str) -> None:
-        sandbox = self.server.sandbox
-        path = urllib.parse.urlsplit(self.path).path
-        body = self._read_body()
-        if path == "/_sandbox" or path.startswith("/_sandbox/"):
-            if self.client_address[0] not in LOOPBACK_HOSTS:
-                response = ApiResponse.error(403, "control endpoints are loopback only")
-            else:
-                response = sandbox.handle_control(method, path, body)
-            self._send(response, None)
-            return
-        headers = {key.lower(): value for key, value in self.headers.items()}
-        response, latency, transport, fault_kind = sandbox.handle_api(method, path, headers, body)
-        if latency > 0:
-            time.sleep(latency)
-        total = sum(len(chunk) for chunk in response.chunks)
-        # Logged before the answer goes out, so a client that has its answer always
-        # finds the request in the log.
-        sandbox._record(  # noqa: SLF001
-            {
-                "time": format_time(sandbox.clock.now()),
-                "method": method,
-                "path": path,
-                "status": response.status,
-                "team_id": response.team_id,
-                "job_id": response.job_id,
-                "bytes": total if transport is None else total // 2,
-                "fault": fault_kind,
-                "user_agent": headers.get("user-agent"),
-            }
-        )
-        self._send(response, transport)
-
-    def _send(self, response: ApiResponse, transport: Fault | None) -> None:
-        total = sum(len(chunk) for chunk in response.chunks)
-        self.send_response(response.status, HTTPStatus(response.status).phrase)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(total))
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if transport is None:
-            try:
-                for chunk in response.chunks:
-                    self.wfile.write(chunk)
-            except OSError:
-                self.close_connection = True
-            return
-        cut = total // 2
-        with contextlib.suppress(OSError):
-            self.wfile.write(b"".join(_iter_prefix(response.chunks, cut)))
-        self.close_connection = True
-        try:
-            if transport.kind == fault_kinds.DROP_CONNECTION:
-                # Abortive close (RST): the client sees a reset, not an orderly end of stream.
-                self.connection.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                )
-                os.close(self.connection.detach())
-            else:
-                self.connection.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-
-def _iter_prefix(chunks: Sequence[bytes], size: int) -> Iterator[bytes]:
-    remaining = size
-    for chunk in chunks:
-        if remaining <= 0:
-            return
-        piece = chunk[:remaining]
-        remaining -= len(piece)
-        yield piece
