@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 RETENTION_SECONDS = 7 * 24 * 3600
+JOB_PATH = "/v2/prism/{team_id}/imports/{job_id}"
+"""Where a job's status snapshot is served (the ``Location`` of an asynchronous import)."""
 DEFAULT_JOB_ERROR: dict[str, str] = {
     "code": "internal_error",
     "message": "The import failed before all rows were processed.",
@@ -311,3 +313,56 @@ class Job:
             with self._lock:
                 self._cache = rendered
         return rendered
+
+
+class JobStore:
+    """Every job of a sandbox by id, in creation order (expired jobs included)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        self._sequence = 0
+
+    def new_id(self, team_id: str) -> str:
+        """A job id not taken yet, the same for the same sequence of jobs in a team."""
+        with self._lock:
+            while True:
+                self._sequence += 1
+                digest = hashlib.sha256(f"{team_id}:{self._sequence}".encode()).hexdigest()
+                job_id = f"job_{digest[:24]}"
+                if job_id not in self._jobs:
+                    return job_id
+
+    def add(self, job: Job) -> None:
+        with self._lock:
+            self._jobs[job.job_id] = job
+
+    def get(self, job_id: str) -> Job:
+        """The job with this id (``KeyError`` if unknown)."""
+        with self._lock:
+            return self._jobs[job_id]
+
+    def find(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self._jobs)
+
+    def complete(self, job_id: str, now: float) -> None:
+        """Make a job complete at ``now`` at the latest (clears a failure)."""
+        job = self.get(job_id)
+        with self._lock:
+            job.failed_at = None
+            job.error = None
+            job.complete_at = min(job.complete_at, now)
+        job.invalidate()
+
+    def fail(self, job_id: str, at: float, error: JSONDict) -> None:
+        """Make a job fail at time ``at`` with a job-level ``error``."""
+        job = self.get(job_id)
+        with self._lock:
+            job.failed_at = at
+            job.error = error
+        job.invalidate()

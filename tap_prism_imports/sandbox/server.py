@@ -7,13 +7,10 @@ manager in tests, or run it with the ``prism-sandbox`` command.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import urllib.parse
-import uuid
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -32,73 +29,21 @@ from tap_prism_imports.sandbox.defaults import (
 )
 from tap_prism_imports.sandbox.faults import Fault, FaultInjector
 from tap_prism_imports.sandbox.http import SandboxHTTPServer
+from tap_prism_imports.sandbox.imports import Importer
 from tap_prism_imports.sandbox.jobs import (
     DEFAULT_JOB_ERROR,
+    JOB_PATH,
     Clock,
-    Fields,
     Job,
+    JobStore,
     JSONDict,
-    RawJSON,
-    RowResults,
     SyntheticResults,
     format_time,
     render_object,
     to_timestamp,
 )
 from tap_prism_imports.sandbox.limits import RateLimiter
-from tap_prism_imports.sandbox.records import OBJECT_TYPES, RecordIndex
 from tap_prism_imports.sandbox.response import ApiResponse
-
-IDEMPOTENCY_TTL_SECONDS = 24 * 3600
-MAX_IDEMPOTENCY_KEY_LENGTH = 255
-JOB_PATH = "/v2/prism/{team_id}/imports/{job_id}"
-
-
-@dataclass
-class _Idempotent:
-    fingerprint: str
-    response: ApiResponse
-    created_at: float
-
-
-class BadRequestError(ValueError):
-    """A malformed import request (answered with 400)."""
-
-
-def _validate_import_body(payload: Any) -> tuple[list[JSONDict], JSONDict]:
-    if not isinstance(payload, dict):
-        msg = "request body must be a JSON object"
-        raise BadRequestError(msg)
-    objects = payload.get("objects")
-    if not isinstance(objects, list) or not objects:
-        msg = "objects must be a non-empty array"
-        raise BadRequestError(msg)
-    for index, row in enumerate(objects):
-        if not isinstance(row, dict):
-            msg = f"objects[{index}] must be an object"
-            raise BadRequestError(msg)
-        if "default" in row and not isinstance(row["default"], dict):
-            msg = f"objects[{index}].default must be an object keyed by property slug"
-            raise BadRequestError(msg)
-    options = payload.get("options")
-    if options is None:
-        options = {}
-    if not isinstance(options, dict):
-        msg = "options must be an object"
-        raise BadRequestError(msg)
-    if "dedupe_by" in options and not isinstance(options["dedupe_by"], str):
-        msg = "options.dedupe_by must be a property slug"
-        raise BadRequestError(msg)
-    if "caseInsensitive" in options and not isinstance(options["caseInsensitive"], bool):
-        msg = "options.caseInsensitive must be a boolean"
-        raise BadRequestError(msg)
-    if "list_id" in options:
-        try:
-            uuid.UUID(str(options["list_id"]))
-        except ValueError:
-            msg = "options.list_id must be a UUID"
-            raise BadRequestError(msg) from None
-    return objects, options
 
 
 class Sandbox:
@@ -165,9 +110,11 @@ class Sandbox:
         if not teams:
             teams = [DEMO_TEAM_ID]
         self.team_ids: list[str] = list(dict.fromkeys(teams))
-        self.sync_threshold = sync_threshold
-        self.rows_per_second = rows_per_second
         self.clock = Clock(None if start_time is None else to_timestamp(start_time, 0.0))
+        self._jobs = JobStore()
+        self._importer = Importer(
+            self._jobs, self.clock, sync_threshold=sync_threshold, rows_per_second=rows_per_second
+        )
         self.limiter = RateLimiter(rate_limit, burst, monthly_quota)
         self.faults = FaultInjector(fault_seed)
         if latency:
@@ -179,11 +126,7 @@ class Sandbox:
         self.request_log_path = Path(request_log) if request_log is not None else None
         self._log_file: IO[str] | None = None
         self._requests: list[dict[str, Any]] = []
-        self._lock = threading.RLock()
-        self._jobs: dict[str, Job] = {}
-        self._records = RecordIndex()
-        self._idempotency: dict[tuple[str, str], _Idempotent] = {}
-        self._job_sequence = 0
+        self._requests_lock = threading.Lock()
         self._server: SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -317,17 +260,17 @@ class Sandbox:
         (the injected fault kind or ``None``) and ``user_agent``. An entry is logged just
         before its answer is sent, so a client holding an answer finds it in the log.
         """
-        with self._lock:
+        with self._requests_lock:
             return list(self._requests)
 
     def clear_requests(self) -> None:
         """Forget the request log kept in memory (the log file is untouched)."""
-        with self._lock:
+        with self._requests_lock:
             self._requests.clear()
 
     def log_request(self, entry: dict[str, Any]) -> None:
         """Add an entry to the request log (the transport calls this for each API request)."""
-        with self._lock:
+        with self._requests_lock:
             self._requests.append(entry)
             if self._log_file is not None:
                 self._log_file.write(json.dumps(entry) + "\n")
@@ -335,16 +278,21 @@ class Sandbox:
 
     # ------------------------------------------------------------------ jobs
 
-    def _new_job_id(self, team_id: str) -> str:
-        with self._lock:
-            while True:
-                self._job_sequence += 1
-                digest = hashlib.sha256(f"{team_id}:{self._job_sequence}".encode()).hexdigest()
-                job_id = f"job_{digest[:24]}"
-                if job_id not in self._jobs:
-                    return job_id
+    @property
+    def sync_threshold(self) -> int:
+        """Imports of at most this many rows finish synchronously (200)."""
+        return self._importer.sync_threshold
 
-    def _team(self, team_id: str | None) -> str:
+    @property
+    def rows_per_second(self) -> float:
+        """How fast asynchronous jobs progress unless created with their own rate."""
+        return self._importer.rows_per_second
+
+    def resolve_team(self, team_id: str | None = None) -> str:
+        """A configured team in canonical (lowercase) form; the first one for ``None``.
+
+        ``KeyError`` if the team is not configured in this sandbox.
+        """
         team = (team_id or self.team_id).lower()
         if team not in self.team_ids:
             msg = f"team {team!r} is not configured in this sandbox"
@@ -353,13 +301,11 @@ class Sandbox:
 
     def job(self, job_id: str) -> Job:
         """The job with this id (``KeyError`` if unknown)."""
-        with self._lock:
-            return self._jobs[job_id]
+        return self._jobs.get(job_id)
 
     def job_ids(self) -> list[str]:
         """Every job's id, expired ones included, in creation order."""
-        with self._lock:
-            return list(self._jobs)
+        return self._jobs.ids()
 
     def ref(self, job_id: str) -> str:
         """The job reference ``TEAM_ID/JOB_ID``."""
@@ -397,11 +343,11 @@ class Sandbox:
         if status not in {"complete", "processing", "failed"}:
             msg = f"unknown status {status!r}"
             raise ValueError(msg)
-        team = self._team(team_id)
+        team = self.resolve_team(team_id)
         now = self.clock.now()
         created = to_timestamp(created_at, now)
         rate = rows_per_second or self.rows_per_second
-        new_id = job_id or self._new_job_id(team)
+        new_id = job_id or self._jobs.new_id(team)
         results = SyntheticResults(rows, failed_every or 0, existing_every or 0, f"{team}/{new_id}")
         complete_at = created if status == "complete" else created + rows / rate
         job = Job(new_id, team, object_type, results, created, rate, complete_at)
@@ -409,34 +355,29 @@ class Sandbox:
             job.complete_at = float("inf")
             job.failed_at = created
             job.error = dict(error or DEFAULT_JOB_ERROR)
-        with self._lock:
-            self._jobs[new_id] = job
+        self._jobs.add(job)
         if status == "complete":
             results.render()
         return new_id
 
     def complete_job(self, job_id: str) -> None:
         """Make a job complete now (clears a failure)."""
-        job = self.job(job_id)
-        now = self.clock.now()
-        with self._lock:
-            job.failed_at = None
-            job.error = None
-            job.complete_at = min(job.complete_at, now)
-        job.invalidate()
+        self._jobs.complete(job_id, self.clock.now())
 
     def fail_job(
         self,
         job_id: str,
         code: str = DEFAULT_JOB_ERROR["code"],
         message: str = DEFAULT_JOB_ERROR["message"],
+        *,
+        at: datetime | float | None = None,
     ) -> None:
-        """Make a job fail now with a job-level ``error``."""
-        job = self.job(job_id)
-        with self._lock:
-            job.failed_at = self.clock.now()
-            job.error = {"code": code, "message": message}
-        job.invalidate()
+        """Make a job fail with a job-level ``error``, now or at sandbox time ``at``.
+
+        A job failing at ``at`` keeps the rows it had processed by then.
+        """
+        failed_at = to_timestamp(at, self.clock.now())
+        self._jobs.fail(job_id, failed_at, {"code": code, "message": message})
 
     def snapshot(self, job_id: str) -> JSONDict:
         """The job's status snapshot as a dict, as GET would return it now."""
@@ -460,115 +401,42 @@ class Sandbox:
         payload: JSONDict = {"objects": objects}
         if options is not None:
             payload["options"] = options
-        return self._import(team_id.lower(), object_type, payload, idempotency_key)
+        return self._importer.submit(team_id.lower(), object_type, payload, idempotency_key)
 
-    def _import(
+    def import_job(
         self,
         team_id: str,
         object_type: str,
-        payload: Any,
-        idempotency_key: str | None,
+        objects: list[JSONDict],
+        options: JSONDict | None = None,
         *,
-        created_at: float | None = None,
-        force_async: bool = False,
+        created_at: datetime | float | None = None,
         job_id: str | None = None,
         rows_per_second: float | None = None,
     ) -> ApiResponse:
-        if object_type not in OBJECT_TYPES:
-            return ApiResponse.error(
-                400,
-                f"unknown object type {object_type!r}; "
-                f"expected one of {', '.join(sorted(OBJECT_TYPES))}",
-            )
-        if idempotency_key is not None and not (
-            1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH
-        ):
-            return ApiResponse.error(400, "Idempotency-Key must be 1 to 255 characters")
-        try:
-            objects, options = _validate_import_body(payload)
-        except BadRequestError as error:
-            return ApiResponse.error(400, str(error))
-        fingerprint = hashlib.sha256(
-            f"{object_type}\n{json.dumps(payload, sort_keys=True, default=str)}".encode()
-        ).hexdigest()
-        with self._lock:
-            now = self.clock.now() if created_at is None else created_at
-            if idempotency_key is not None:
-                previous = self._idempotency.get((team_id, idempotency_key))
-                if previous is not None and now - previous.created_at < IDEMPOTENCY_TTL_SECONDS:
-                    if previous.fingerprint != fingerprint:
-                        return ApiResponse.error(
-                            409,
-                            "Idempotency-Key was already used with a different request body",
-                            code="idempotency_key_mismatch",
-                        )
-                    replay = previous.response
-                    return ApiResponse(
-                        replay.status,
-                        replay.chunks,
-                        {**replay.headers, "idempotent-replay": "true"},
-                        replay.fields,
-                        replay.team_id,
-                        replay.job_id,
-                    )
-            outcomes = self._records.process(team_id, object_type, objects, options)
-            results = RowResults(outcomes)
-            if len(objects) <= self.sync_threshold and not force_async:
-                response = self._sync_response(results, now)
-            else:
-                response = self._start_job(
-                    team_id, object_type, results, now, job_id, rows_per_second
-                )
-            response.team_id = team_id
-            if idempotency_key is not None:
-                self._idempotency[(team_id, idempotency_key)] = _Idempotent(
-                    fingerprint, response, now
-                )
-            return response
+        """Import rows as an asynchronous job whatever their number, created at ``created_at``.
 
-    def _sync_response(self, results: RowResults, now: float) -> ApiResponse:
-        failed = results.failed_before(results.total)
-        fields: Fields = [
-            ("job_id", None),
-            ("status", "complete"),
-            ("total", results.total),
-            ("processed", results.total),
-            ("results", RawJSON(results.render())),
-            ("succeeded", results.total - failed),
-            ("failed", failed),
-            ("created_at", format_time(now)),
-            ("updated_at", format_time(now)),
-        ]
-        return ApiResponse(200, render_object(fields), fields=fields)
-
-    def _start_job(  # noqa: PLR0917
-        self,
-        team_id: str,
-        object_type: str,
-        results: RowResults,
-        now: float,
-        job_id: str | None,
-        rows_per_second: float | None,
-    ) -> ApiResponse:
-        rate = rows_per_second or self.rows_per_second
-        new_id = job_id or self._new_job_id(team_id)
-        job = Job(new_id, team_id, object_type, results, now, rate, now + results.total / rate)
-        self._jobs[new_id] = job
-        fields, chunks = job.snapshot(now)
-        return ApiResponse(
-            202,
-            chunks,
-            {"Location": JOB_PATH.format(team_id=team_id, job_id=new_id)},
-            fields,
-            team_id,
-            new_id,
+        Rows get the same outcomes as through ``submit_import``; a backdated job has already
+        progressed (or expired). Returns the 202 response, or the 400 a malformed request
+        gets. ``job_id`` and ``rows_per_second`` default to a fresh id and the sandbox's rate.
+        """
+        payload: JSONDict = {"objects": objects}
+        if options is not None:
+            payload["options"] = options
+        return self._importer.create_job(
+            team_id.lower(),
+            object_type,
+            payload,
+            created_at=to_timestamp(created_at, self.clock.now()),
+            job_id=job_id,
+            rows_per_second=rows_per_second,
         )
 
     def seed_demo(self, team_id: str | None = None) -> list[str]:
         """Create the reproducible demo jobs (see ``seed.py``); return their refs."""
         from tap_prism_imports.sandbox.seed import seed_demo  # noqa: PLC0415
 
-        return seed_demo(self, self._team(team_id))
+        return seed_demo(self, self.resolve_team(team_id))
 
     # ------------------------------------------------------------------ HTTP API
 
@@ -637,7 +505,7 @@ class Sandbox:
             except (ValueError, UnicodeDecodeError):
                 response = ApiResponse.error(400, "request body is not valid JSON")
             else:
-                response = self._import(team_id, rest, payload, key)
+                response = self._importer.submit(team_id, rest, payload, key)
         if response.fields is not None and response.status < 400:  # noqa: PLR2004
             fault = self.faults.take(fault_kinds.BODY_KINDS, method, job_id or response.job_id)
             if fault is not None:
@@ -647,8 +515,7 @@ class Sandbox:
 
     def _get_job(self, team_id: str, job_id: str) -> ApiResponse:
         now = self.clock.now()
-        with self._lock:
-            job = self._jobs.get(job_id)
+        job = self._jobs.find(job_id)
         if job is None or job.team_id != team_id or job.is_expired(now):
             return ApiResponse.error(404, "import job not found or expired")
         fields, chunks = job.snapshot(now)
@@ -695,7 +562,7 @@ class Sandbox:
                 if parts[2] == "complete":
                     self.complete_job(parts[1])
                 elif parts[2] == "fail":
-                    self.fail_job(parts[1], **payload)
+                    self.fail_job(parts[1], **_body_arguments(payload, {"code", "message"}))
                 else:
                     return ApiResponse.error(404, "not found")
                 return ApiResponse.of(200, {"job_id": parts[1]})
@@ -710,10 +577,18 @@ class Sandbox:
         return ApiResponse.error(404, "not found")
 
 
-def _job_kwargs(payload: Any) -> dict[str, Any]:
+def _body_arguments(payload: Any, allowed: Collection[str]) -> dict[str, Any]:
     if not isinstance(payload, dict):
         msg = "body must be an object"
         raise TypeError(msg)
+    unknown = set(payload) - set(allowed)
+    if unknown:
+        msg = f"unknown keys: {', '.join(sorted(unknown))}"
+        raise ValueError(msg)
+    return dict(payload)
+
+
+def _job_kwargs(payload: Any) -> dict[str, Any]:
     allowed = {
         "team_id",
         "rows",
@@ -726,11 +601,7 @@ def _job_kwargs(payload: Any) -> dict[str, Any]:
         "object_type",
         "rows_per_second",
     }
-    unknown = set(payload) - allowed
-    if unknown:
-        msg = f"unknown keys: {', '.join(sorted(unknown))}"
-        raise ValueError(msg)
-    kwargs = dict(payload)
+    kwargs = _body_arguments(payload, allowed)
     if isinstance(kwargs.get("created_at"), str):
         kwargs["created_at"] = datetime.fromisoformat(kwargs["created_at"].replace("Z", "+00:00"))
     return kwargs
