@@ -23,7 +23,7 @@ from tap_prism_imports.sandbox.defaults import (
     SYNC_THRESHOLD,
 )
 from tap_prism_imports.sandbox.faults import Fault
-from tap_prism_imports.sandbox.seed import write_refs_file
+from tap_prism_imports.sandbox.seed import seed_demo, write_refs_file
 from tap_prism_imports.sandbox.server import Sandbox
 
 if TYPE_CHECKING:
@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with sandbox:
             refs: list[str] = []
             if args.seed == "demo":
-                refs = sandbox.seed_demo()
+                refs = seed_demo(sandbox)
                 if args.refs_file is not None:
                     write_refs_file(args.refs_file, refs)
             if args.port_file is not None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from typing_extensions import override
 
 from tap_prism_imports.sandbox import faults as fault_kinds
+from tap_prism_imports.sandbox.control import answer_control
 from tap_prism_imports.sandbox.jobs import format_time
 from tap_prism_imports.sandbox.response import ApiResponse
 
@@ -122,7 +123,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             if self.client_address[0] not in LOOPBACK_HOSTS:
                 response = ApiResponse.error(403, "control endpoints are loopback only")
             else:
-                response = sandbox.handle_control(method, path, body)
+                response = answer_control(sandbox, method, path, body)
             self._send(response, None)
             return
         headers = {key.lower(): value for key, value in self.headers.items()}

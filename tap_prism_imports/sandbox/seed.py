@@ -99,12 +99,14 @@ def _deals(start: int, count: int) -> list[Row]:
     return rows
 
 
-def seed_demo(sandbox: Sandbox, team_id: str) -> list[str]:
+def seed_demo(sandbox: Sandbox, team_id: str | None = None) -> list[str]:
     """Create the demo jobs in ``sandbox`` for ``team_id``; return refs ``TEAM_ID/JOB_ID``.
 
-    Order of the refs: contacts, organizations, deals, contacts-processing,
-    organizations-failed, contacts-expired.
+    ``team_id`` defaults to the sandbox's first team. Order of the refs: contacts,
+    organizations, deals, contacts-processing, organizations-failed, contacts-expired.
+    Seeding again creates nothing and returns the same refs.
     """
+    team_id = sandbox.resolve_team(team_id)
     now = sandbox.clock.now()
     ci = {"caseInsensitive": True}
     plan: list[tuple[str, str, list[Row], dict[str, Any], float, float | None]] = [

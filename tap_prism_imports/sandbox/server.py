@@ -1,23 +1,24 @@
 """The sandbox: a local implementation of the Prism Imports API on the standard library.
 
-``Sandbox`` holds the state (keys, teams, jobs, clock, faults, request log) and serves it
-with a ``ThreadingHTTPServer`` speaking HTTP/1.1 with keep-alive. Use it as a context
-manager in tests, or run it with the ``prism-sandbox`` command.
+``Sandbox`` is the one object tests, demos and the ``prism-sandbox`` command use: it holds
+the state (keys, teams, jobs, clock, faults, request log) and serves it over HTTP. The work
+is done by its parts: ``imports`` (POST), ``api`` (routing, auth, rate limit, GET),
+``control`` (``/_sandbox/...``) and ``http`` (the transport). Use it as a context manager.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import urllib.parse
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from typing_extensions import Self
 
 from tap_prism_imports.sandbox import faults as fault_kinds
+from tap_prism_imports.sandbox.api import Api
 from tap_prism_imports.sandbox.defaults import (
     BURST,
     DEMO_API_KEY,
@@ -38,12 +39,12 @@ from tap_prism_imports.sandbox.jobs import (
     JobStore,
     JSONDict,
     SyntheticResults,
-    format_time,
-    render_object,
     to_timestamp,
 )
 from tap_prism_imports.sandbox.limits import RateLimiter
-from tap_prism_imports.sandbox.response import ApiResponse
+
+if TYPE_CHECKING:
+    from tap_prism_imports.sandbox.response import ApiResponse
 
 
 class Sandbox:
@@ -123,6 +124,15 @@ class Sandbox:
             self.faults.add(Fault(fault_kinds.SERVER_ERROR, probability=error_rate))
         for fault in faults:
             self.faults.add(fault)
+        self._api = Api(
+            keys=self._keys,
+            team_ids=self.team_ids,
+            clock=self.clock,
+            limiter=self.limiter,
+            faults=self.faults,
+            jobs=self._jobs,
+            importer=self._importer,
+        )
         self.request_log_path = Path(request_log) if request_log is not None else None
         self._log_file: IO[str] | None = None
         self._requests: list[dict[str, Any]] = []
@@ -432,219 +442,10 @@ class Sandbox:
             rows_per_second=rows_per_second,
         )
 
-    def seed_demo(self, team_id: str | None = None) -> list[str]:
-        """Create the reproducible demo jobs (see ``seed.py``); return their refs."""
-        from tap_prism_imports.sandbox.seed import seed_demo  # noqa: PLC0415
-
-        return seed_demo(self, self.resolve_team(team_id))
-
     # ------------------------------------------------------------------ HTTP API
 
     def handle_api(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[ApiResponse, float, Fault | None, str | None]:
         """Answer one API request: ``(response, latency, transport fault, fault kind)``."""
-        route, team_id, rest = _route(method, path)
-        job_id = rest if route == "job" else None
-        latency = self.faults.latency(method, job_id)
-        response, fault = self._answer(method, route, team_id, rest, headers, body)
-        response.team_id = response.team_id or team_id
-        response.job_id = response.job_id or job_id
-        fault_kind = fault.kind if fault is not None else None
-        transport = None
-        if response.status < 400:  # noqa: PLR2004
-            transport = self.faults.take(
-                fault_kinds.TRANSPORT_KINDS, method, response.job_id or job_id
-            )
-            if transport is not None:
-                fault_kind = transport.kind
-        return response, latency, transport, fault_kind
-
-    def _answer(  # noqa: PLR0911, PLR0912, PLR0917
-        self,
-        method: str,
-        route: str,
-        team_id: str | None,
-        rest: str | None,
-        headers: Mapping[str, str],
-        body: bytes,
-    ) -> tuple[ApiResponse, Fault | None]:
-        api_key = headers.get("x-api-key")
-        if not api_key:
-            return ApiResponse.error(401, "missing x-api-key header"), None
-        if api_key not in self._keys:
-            return ApiResponse.error(403, "invalid or revoked API key"), None
-        retry_after = self.limiter.check(api_key, self.clock.now())
-        if retry_after is not None:
-            return ApiResponse.error(
-                429, "rate limit exceeded", headers={"Retry-After": str(retry_after)}
-            ), None
-        if route == "not_found":
-            return ApiResponse.error(404, "not found"), None
-        if route == "method_not_allowed":
-            return ApiResponse.error(405, "method not allowed"), None
-        if route == "bad_request" or team_id is None or rest is None:
-            return ApiResponse.error(400, "malformed request path"), None
-        allowed = self._keys[api_key]
-        if team_id not in self.team_ids or (allowed is not None and team_id not in allowed):
-            return ApiResponse.error(403, "this API key has no access to that team"), None
-        job_id = rest if route == "job" else None
-        fault = self.faults.take(fault_kinds.STATUS_KINDS, method, job_id)
-        if fault is not None:
-            if fault.kind == fault_kinds.RATE_LIMIT:
-                return ApiResponse.error(
-                    429, "rate limit exceeded", headers={"Retry-After": str(fault.retry_after)}
-                ), fault
-            return ApiResponse.error(fault.status, "internal server error"), fault
-        if route == "job":
-            response = self._get_job(team_id, rest)
-        else:
-            key = headers.get("idempotency-key")
-            try:
-                payload = json.loads(body) if body else None
-            except (ValueError, UnicodeDecodeError):
-                response = ApiResponse.error(400, "request body is not valid JSON")
-            else:
-                response = self._importer.submit(team_id, rest, payload, key)
-        if response.fields is not None and response.status < 400:  # noqa: PLR2004
-            fault = self.faults.take(fault_kinds.BODY_KINDS, method, job_id or response.job_id)
-            if fault is not None:
-                response = _apply_body_fault(response, fault)
-                return response, fault
-        return response, None
-
-    def _get_job(self, team_id: str, job_id: str) -> ApiResponse:
-        now = self.clock.now()
-        job = self._jobs.find(job_id)
-        if job is None or job.team_id != team_id or job.is_expired(now):
-            return ApiResponse.error(404, "import job not found or expired")
-        fields, chunks = job.snapshot(now)
-        return ApiResponse(200, chunks, fields=fields, team_id=team_id, job_id=job_id)
-
-    # ------------------------------------------------------------------ control API
-
-    def handle_control(self, method: str, path: str, body: bytes) -> ApiResponse:  # noqa: PLR0911, PLR0912
-        """Answer a ``/_sandbox/...`` control request (no key, not rate limited, not logged)."""
-        try:
-            payload: Any = json.loads(body) if body else {}
-        except ValueError:
-            return ApiResponse.error(400, "request body is not valid JSON")
-        parts = [urllib.parse.unquote(p) for p in path.split("/")[2:] if p]
-        try:
-            if parts == ["health"] and method == "GET":
-                return ApiResponse.of(200, {"ok": True, "base_url": self.base_url})
-            if parts == ["clock"] and method == "GET":
-                return ApiResponse.of(200, {"now": format_time(self.clock.now())})
-            if parts == ["clock"] and method == "POST":
-                moment = self.clock.advance(float(payload.get("advance_seconds", 0)))
-                return ApiResponse.of(200, {"now": format_time(moment)})
-            if parts == ["faults"] and method == "GET":
-                return ApiResponse.of(200, {"faults": [f.to_dict() for f in self.faults.list()]})
-            if parts == ["faults"] and method == "POST":
-                specs = payload if isinstance(payload, list) else [payload]
-                added = [self.faults.add(Fault.from_dict(spec)) for spec in specs]
-                return ApiResponse.of(200, {"faults": [f.to_dict() for f in added]})
-            if parts == ["faults"] and method == "DELETE":
-                self.clear_faults()
-                return ApiResponse.of(200, {"faults": []})
-            if parts == ["requests"] and method == "GET":
-                return ApiResponse.of(200, {"requests": self.requests})
-            if parts == ["requests"] and method == "DELETE":
-                self.clear_requests()
-                return ApiResponse.of(200, {"requests": []})
-            if parts == ["jobs"] and method == "POST":
-                job_id = self.add_job(**_job_kwargs(payload))
-                return ApiResponse.of(
-                    201,
-                    {"job_id": job_id, "ref": self.ref(job_id), "location": self.location(job_id)},
-                )
-            if len(parts) == 3 and parts[0] == "jobs" and method == "POST":  # noqa: PLR2004
-                if parts[2] == "complete":
-                    self.complete_job(parts[1])
-                elif parts[2] == "fail":
-                    self.fail_job(parts[1], **_body_arguments(payload, {"code", "message"}))
-                else:
-                    return ApiResponse.error(404, "not found")
-                return ApiResponse.of(200, {"job_id": parts[1]})
-            if parts == ["seed"] and method == "POST":
-                if payload.get("name", "demo") != "demo":
-                    return ApiResponse.error(400, "the only seed is 'demo'")
-                return ApiResponse.of(200, {"refs": self.seed_demo(payload.get("team_id"))})
-        except KeyError as error:
-            return ApiResponse.error(404, f"not found: {error}")
-        except (TypeError, ValueError, AttributeError) as error:
-            return ApiResponse.error(400, str(error))
-        return ApiResponse.error(404, "not found")
-
-
-def _body_arguments(payload: Any, allowed: Collection[str]) -> dict[str, Any]:
-    if not isinstance(payload, dict):
-        msg = "body must be an object"
-        raise TypeError(msg)
-    unknown = set(payload) - set(allowed)
-    if unknown:
-        msg = f"unknown keys: {', '.join(sorted(unknown))}"
-        raise ValueError(msg)
-    return dict(payload)
-
-
-def _job_kwargs(payload: Any) -> dict[str, Any]:
-    allowed = {
-        "team_id",
-        "rows",
-        "status",
-        "failed_every",
-        "existing_every",
-        "created_at",
-        "job_id",
-        "error",
-        "object_type",
-        "rows_per_second",
-    }
-    kwargs = _body_arguments(payload, allowed)
-    if isinstance(kwargs.get("created_at"), str):
-        kwargs["created_at"] = datetime.fromisoformat(kwargs["created_at"].replace("Z", "+00:00"))
-    return kwargs
-
-
-def _apply_body_fault(response: ApiResponse, fault: Fault) -> ApiResponse:
-    fields = list(response.fields or [])
-    if fault.kind == fault_kinds.MALFORMED_JSON:
-        body = response.body
-        return ApiResponse(200, (body[:-1], b',]"'), dict(response.headers), None)
-    if fault.kind == fault_kinds.UNEXPECTED_STATUS:
-        fields = [(k, fault.value if k == "status" else v) for k, v in fields]
-    elif fault.kind == fault_kinds.MISSING_FIELDS:
-        fields = [(k, v) for k, v in fields if k not in fault.fields]
-    elif fault.kind == fault_kinds.RESULTS_WRONG_TYPE:
-        if any(k == "results" for k, _ in fields):
-            fields = [(k, fault.value if k == "results" else v) for k, v in fields]
-        else:
-            position = next((i + 1 for i, (k, _) in enumerate(fields) if k == "processed"), 0)
-            fields.insert(position, ("results", fault.value))
-    return ApiResponse(
-        response.status,
-        render_object(fields),
-        dict(response.headers),
-        fields,
-        response.team_id,
-        response.job_id,
-    )
-
-
-def _route(method: str, path: str) -> tuple[str, str | None, str | None]:
-    """``(route, team_id, job_id or object type)`` for an API path."""
-    parts = path.split("/")
-    if len(parts) == 6 and parts[:3] == ["", "v2", "prism"]:  # noqa: PLR2004
-        team_id = urllib.parse.unquote(parts[3]).lower()
-        if parts[4] == "imports":
-            if method != "GET":
-                return "method_not_allowed", team_id, None
-            job_id = urllib.parse.unquote(parts[5])
-            return ("job", team_id, job_id) if job_id and team_id else ("bad_request", None, None)
-        if parts[5] == "import":
-            if method != "POST":
-                return "method_not_allowed", team_id, None
-            object_type = urllib.parse.unquote(parts[4])
-            return "import", team_id, object_type
-    return "not_found", None, None
+        return self._api.handle(method, path, headers, body)
