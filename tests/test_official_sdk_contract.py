@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox
+from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox, seed_demo
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -108,7 +108,7 @@ def test_async_import_then_poll(client: Any, sandbox: Sandbox) -> None:
 
 
 def test_seeded_and_synthetic_jobs_parse(client: Any, sandbox: Sandbox) -> None:
-    refs = sandbox.seed_demo()
+    refs = seed_demo(sandbox)
     statuses = [client.prism.imports.get(ref.split("/")[1]).status for ref in refs[:5]]
     assert statuses == ["complete", "complete", "complete", "processing", "failed"]
     failed = client.prism.imports.get(refs[4].split("/")[1])

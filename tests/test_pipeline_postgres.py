@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from pipeline_helpers import Meltano, Postgres, job_refs_file
 
+from tap_prism_imports.sandbox import seed_demo
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -206,7 +208,7 @@ class DemoJobs:
 
     @classmethod
     def seed(cls, sandbox: Sandbox) -> DemoJobs:
-        ids = [ref.split("/", 1)[1] for ref in sandbox.seed_demo()]
+        ids = [ref.split("/", 1)[1] for ref in seed_demo(sandbox)]
         return cls(complete=tuple(ids[:3]), processing=ids[3], failed=ids[4], expired=ids[5])
 
     @property

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox
+from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox, seed_demo
 from tap_prism_imports.sandbox.cli import _auth, build_parser
 
 HEADERS = {"x-api-key": DEMO_API_KEY}
@@ -38,7 +38,7 @@ def control(base_url: str, method: str, path: str, body: Any = None) -> requests
 
 
 def test_seed_demo_jobs(sandbox: Sandbox) -> None:
-    refs = sandbox.seed_demo()
+    refs = seed_demo(sandbox)
     assert len(refs) == 6
     assert all(ref.startswith(DEMO_TEAM_ID + "/job_") for ref in refs)
     contacts, organizations, deals, processing, failed, expired = (
@@ -70,14 +70,14 @@ def test_seed_demo_jobs(sandbox: Sandbox) -> None:
 def test_seed_demo_is_reproducible() -> None:
     def run() -> tuple[list[str], Any]:
         with Sandbox(rate_limit=None) as sb:
-            refs = sb.seed_demo()
+            refs = seed_demo(sb)
             return refs, sb.snapshot(refs[0].split("/")[1])["results"]
 
     assert run() == run()
 
 
 def test_seed_demo_is_idempotent(sandbox: Sandbox) -> None:
-    assert sandbox.seed_demo() == sandbox.seed_demo()
+    assert seed_demo(sandbox) == seed_demo(sandbox)
     assert len(sandbox.job_ids()) == 6
 
 

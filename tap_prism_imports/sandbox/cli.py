@@ -12,9 +12,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tap_prism_imports.sandbox import faults as fault_kinds
+from tap_prism_imports.sandbox.defaults import (
+    BURST,
+    COMMAND_PORT,
+    DEMO_API_KEY,
+    DEMO_TEAM_ID,
+    HOST,
+    RATE_LIMIT,
+    ROWS_PER_SECOND,
+    SYNC_THRESHOLD,
+)
 from tap_prism_imports.sandbox.faults import Fault
-from tap_prism_imports.sandbox.seed import write_refs_file
-from tap_prism_imports.sandbox.server import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox
+from tap_prism_imports.sandbox.seed import seed_demo, write_refs_file
+from tap_prism_imports.sandbox.server import Sandbox
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -31,11 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a local, offline implementation of the Prism Imports API.",
     )
     server = parser.add_argument_group("server")
+    server.add_argument("--host", default=HOST, help="interface to bind (default %(default)s)")
     server.add_argument(
-        "--host", default="127.0.0.1", help="interface to bind (default %(default)s)"
-    )
-    server.add_argument(
-        "--port", type=int, default=8765, help="port; 0 picks a free one (default %(default)s)"
+        "--port",
+        type=int,
+        default=COMMAND_PORT,
+        help="port; 0 picks a free one (default %(default)s)",
     )
     server.add_argument("--port-file", type=Path, help="write the bound port to this file")
     server.add_argument("--request-log", type=Path, help="append a JSON line per API request here")
@@ -58,13 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument(
         "--sync-threshold",
         type=int,
-        default=100,
+        default=SYNC_THRESHOLD,
         help="max rows imported synchronously (default %(default)s)",
     )
     jobs.add_argument(
         "--rows-per-second",
         type=float,
-        default=100.0,
+        default=ROWS_PER_SECOND,
         help="async job progress rate (default %(default)s)",
     )
     jobs.add_argument("--seed", choices=["demo"], help="create the demo jobs at start")
@@ -72,9 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     limits = parser.add_argument_group("limits")
     limits.add_argument(
-        "--rate-limit", type=float, default=10.0, help="requests/s per key (default %(default)s)"
+        "--rate-limit",
+        type=float,
+        default=RATE_LIMIT,
+        help="requests/s per key (default %(default)s)",
     )
-    limits.add_argument("--burst", type=int, default=10, help="burst per key (default %(default)s)")
+    limits.add_argument(
+        "--burst", type=int, default=BURST, help="burst per key (default %(default)s)"
+    )
     limits.add_argument("--no-rate-limit", action="store_true", help="disable the rate limit")
     limits.add_argument(
         "--monthly-quota", type=int, help="requests per key per month (default: none)"
@@ -214,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with sandbox:
             refs: list[str] = []
             if args.seed == "demo":
-                refs = sandbox.seed_demo()
+                refs = seed_demo(sandbox)
                 if args.refs_file is not None:
                     write_refs_file(args.refs_file, refs)
             if args.port_file is not None:

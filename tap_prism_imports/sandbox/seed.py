@@ -99,12 +99,14 @@ def _deals(start: int, count: int) -> list[Row]:
     return rows
 
 
-def seed_demo(sandbox: Sandbox, team_id: str) -> list[str]:
+def seed_demo(sandbox: Sandbox, team_id: str | None = None) -> list[str]:
     """Create the demo jobs in ``sandbox`` for ``team_id``; return refs ``TEAM_ID/JOB_ID``.
 
-    Order of the refs: contacts, organizations, deals, contacts-processing,
-    organizations-failed, contacts-expired.
+    ``team_id`` defaults to the sandbox's first team. Order of the refs: contacts,
+    organizations, deals, contacts-processing, organizations-failed, contacts-expired.
+    Seeding again creates nothing and returns the same refs.
     """
+    team_id = sandbox.resolve_team(team_id)
     now = sandbox.clock.now()
     ci = {"caseInsensitive": True}
     plan: list[tuple[str, str, list[Row], dict[str, Any], float, float | None]] = [
@@ -150,13 +152,12 @@ def seed_demo(sandbox: Sandbox, team_id: str) -> list[str]:
         if job_id in sandbox.job_ids():
             ids[name] = job_id
             continue
-        response = sandbox._import(  # noqa: SLF001
+        response = sandbox.import_job(
             team_id,
             object_type,
-            {"objects": rows, "options": options},
-            None,
+            rows,
+            options,
             created_at=now - age,
-            force_async=True,
             job_id=job_id,
             rows_per_second=rate,
         )
@@ -166,9 +167,12 @@ def seed_demo(sandbox: Sandbox, team_id: str) -> list[str]:
         ids[name] = job_id
         if name == "organizations-failed":
             job = sandbox.job(job_id)
-            job.failed_at = job.created_at + 200 / job.rows_per_second
-            job.error = dict(FAILED_ERROR)
-            job.invalidate()
+            sandbox.fail_job(
+                job_id,
+                FAILED_ERROR["code"],
+                FAILED_ERROR["message"],
+                at=job.created_at + 200 / job.rows_per_second,
+            )
     order = [
         "contacts",
         "organizations",

@@ -1,143 +1,50 @@
 """The sandbox: a local implementation of the Prism Imports API on the standard library.
 
-``Sandbox`` holds the state (keys, teams, jobs, clock, faults, request log) and serves it
-with a ``ThreadingHTTPServer`` speaking HTTP/1.1 with keep-alive. Use it as a context
-manager in tests, or run it with the ``prism-sandbox`` command.
+``Sandbox`` is the one object tests, demos and the ``prism-sandbox`` command use: it holds
+the state (keys, teams, jobs, clock, faults, request log) and serves it over HTTP. The work
+is done by its parts: ``imports`` (POST), ``api`` (routing, auth, rate limit, GET),
+``control`` (``/_sandbox/...``) and ``http`` (the transport). Use it as a context manager.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
-import socket
-import struct
-import sys
 import threading
-import time
-import urllib.parse
-import uuid
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timezone
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from typing_extensions import Self, override
+from typing_extensions import Self
 
 from tap_prism_imports.sandbox import faults as fault_kinds
+from tap_prism_imports.sandbox.api import Api
+from tap_prism_imports.sandbox.defaults import (
+    BURST,
+    DEMO_API_KEY,
+    DEMO_TEAM_ID,
+    HOST,
+    RATE_LIMIT,
+    ROWS_PER_SECOND,
+    SYNC_THRESHOLD,
+)
 from tap_prism_imports.sandbox.faults import Fault, FaultInjector
+from tap_prism_imports.sandbox.http import SandboxHTTPServer
+from tap_prism_imports.sandbox.imports import Importer
 from tap_prism_imports.sandbox.jobs import (
     DEFAULT_JOB_ERROR,
-    OBJECT_TYPES,
+    JOB_PATH,
     Clock,
-    Fields,
     Job,
+    JobStore,
     JSONDict,
-    RawJSON,
-    RecordIndex,
-    RowResults,
     SyntheticResults,
-    dumps,
-    format_time,
-    render_object,
     to_timestamp,
 )
 from tap_prism_imports.sandbox.limits import RateLimiter
 
-DEMO_API_KEY = "prism-sandbox-demo-key"
-"""The API key a sandbox accepts when no keys are configured."""
-
-DEMO_TEAM_ID = "5eed0d3e-0000-4000-8000-000000000001"
-"""The team a sandbox serves when no teams are configured."""
-
-IDEMPOTENCY_TTL_SECONDS = 24 * 3600
-MAX_IDEMPOTENCY_KEY_LENGTH = 255
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
-JOB_PATH = "/v2/prism/{team_id}/imports/{job_id}"
-
-
-@dataclass
-class ApiResponse:
-    """A response from the sandbox API: status, extra headers and the JSON body in chunks.
-
-    ``fields`` is set for snapshot bodies (so faults can re-render them).
-    """
-
-    status: int
-    chunks: tuple[bytes, ...]
-    headers: dict[str, str] = field(default_factory=dict)
-    fields: Fields | None = None
-    team_id: str | None = None
-    job_id: str | None = None
-
-    @property
-    def body(self) -> bytes:
-        return b"".join(self.chunks)
-
-    def json(self) -> Any:
-        """The body parsed as JSON."""
-        return json.loads(self.body)
-
-    @classmethod
-    def of(cls, status: int, payload: Any, **kwargs: Any) -> ApiResponse:
-        return cls(status, (dumps(payload).encode(),), **kwargs)
-
-    @classmethod
-    def error(cls, status: int, message: str, **extra: Any) -> ApiResponse:
-        """An error response with the API's ``{"message": ...}`` body."""
-        headers = extra.pop("headers", {})
-        return cls.of(status, {"message": message, **extra}, headers=headers)
-
-
-@dataclass
-class _Idempotent:
-    fingerprint: str
-    response: ApiResponse
-    created_at: float
-
-
-class BadRequestError(ValueError):
-    """A malformed import request (answered with 400)."""
-
-
-def _validate_import_body(payload: Any) -> tuple[list[JSONDict], JSONDict]:
-    if not isinstance(payload, dict):
-        msg = "request body must be a JSON object"
-        raise BadRequestError(msg)
-    objects = payload.get("objects")
-    if not isinstance(objects, list) or not objects:
-        msg = "objects must be a non-empty array"
-        raise BadRequestError(msg)
-    for index, row in enumerate(objects):
-        if not isinstance(row, dict):
-            msg = f"objects[{index}] must be an object"
-            raise BadRequestError(msg)
-        if "default" in row and not isinstance(row["default"], dict):
-            msg = f"objects[{index}].default must be an object keyed by property slug"
-            raise BadRequestError(msg)
-    options = payload.get("options")
-    if options is None:
-        options = {}
-    if not isinstance(options, dict):
-        msg = "options must be an object"
-        raise BadRequestError(msg)
-    if "dedupe_by" in options and not isinstance(options["dedupe_by"], str):
-        msg = "options.dedupe_by must be a property slug"
-        raise BadRequestError(msg)
-    if "caseInsensitive" in options and not isinstance(options["caseInsensitive"], bool):
-        msg = "options.caseInsensitive must be a boolean"
-        raise BadRequestError(msg)
-    if "list_id" in options:
-        try:
-            uuid.UUID(str(options["list_id"]))
-        except ValueError:
-            msg = "options.list_id must be a UUID"
-            raise BadRequestError(msg) from None
-    return objects, options
+if TYPE_CHECKING:
+    from tap_prism_imports.sandbox.response import ApiResponse
 
 
 class Sandbox:
@@ -166,14 +73,14 @@ class Sandbox:
     def __init__(
         self,
         *,
-        host: str = "127.0.0.1",
+        host: str = HOST,
         port: int = 0,
         api_keys: Sequence[str] | Mapping[str, Collection[str] | None] | None = None,
         team_ids: Sequence[str] | None = None,
-        sync_threshold: int = 100,
-        rows_per_second: float = 100.0,
-        rate_limit: float | None = 10.0,
-        burst: int = 10,
+        sync_threshold: int = SYNC_THRESHOLD,
+        rows_per_second: float = ROWS_PER_SECOND,
+        rate_limit: float | None = RATE_LIMIT,
+        burst: int = BURST,
         monthly_quota: int | None = None,
         latency: float = 0.0,
         error_rate: float = 0.0,
@@ -204,9 +111,11 @@ class Sandbox:
         if not teams:
             teams = [DEMO_TEAM_ID]
         self.team_ids: list[str] = list(dict.fromkeys(teams))
-        self.sync_threshold = sync_threshold
-        self.rows_per_second = rows_per_second
         self.clock = Clock(None if start_time is None else to_timestamp(start_time, 0.0))
+        self._jobs = JobStore()
+        self._importer = Importer(
+            self._jobs, self.clock, sync_threshold=sync_threshold, rows_per_second=rows_per_second
+        )
         self.limiter = RateLimiter(rate_limit, burst, monthly_quota)
         self.faults = FaultInjector(fault_seed)
         if latency:
@@ -215,15 +124,20 @@ class Sandbox:
             self.faults.add(Fault(fault_kinds.SERVER_ERROR, probability=error_rate))
         for fault in faults:
             self.faults.add(fault)
+        self._api = Api(
+            keys=self._keys,
+            team_ids=self.team_ids,
+            clock=self.clock,
+            limiter=self.limiter,
+            faults=self.faults,
+            jobs=self._jobs,
+            importer=self._importer,
+        )
         self.request_log_path = Path(request_log) if request_log is not None else None
         self._log_file: IO[str] | None = None
         self._requests: list[dict[str, Any]] = []
-        self._lock = threading.RLock()
-        self._jobs: dict[str, Job] = {}
-        self._records = RecordIndex()
-        self._idempotency: dict[tuple[str, str], _Idempotent] = {}
-        self._job_sequence = 0
-        self._server: _Server | None = None
+        self._requests_lock = threading.Lock()
+        self._server: SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -234,8 +148,7 @@ class Sandbox:
             return self
         if self.request_log_path is not None:
             self._log_file = self.request_log_path.open("a", encoding="utf-8")
-        server = _Server((self.host, self._requested_port), _Handler)
-        server.sandbox = self
+        server = SandboxHTTPServer((self.host, self._requested_port), self)
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -357,16 +270,17 @@ class Sandbox:
         (the injected fault kind or ``None``) and ``user_agent``. An entry is logged just
         before its answer is sent, so a client holding an answer finds it in the log.
         """
-        with self._lock:
+        with self._requests_lock:
             return list(self._requests)
 
     def clear_requests(self) -> None:
         """Forget the request log kept in memory (the log file is untouched)."""
-        with self._lock:
+        with self._requests_lock:
             self._requests.clear()
 
-    def _record(self, entry: dict[str, Any]) -> None:
-        with self._lock:
+    def log_request(self, entry: dict[str, Any]) -> None:
+        """Add an entry to the request log (the transport calls this for each API request)."""
+        with self._requests_lock:
             self._requests.append(entry)
             if self._log_file is not None:
                 self._log_file.write(json.dumps(entry) + "\n")
@@ -374,16 +288,21 @@ class Sandbox:
 
     # ------------------------------------------------------------------ jobs
 
-    def _new_job_id(self, team_id: str) -> str:
-        with self._lock:
-            while True:
-                self._job_sequence += 1
-                digest = hashlib.sha256(f"{team_id}:{self._job_sequence}".encode()).hexdigest()
-                job_id = f"job_{digest[:24]}"
-                if job_id not in self._jobs:
-                    return job_id
+    @property
+    def sync_threshold(self) -> int:
+        """Imports of at most this many rows finish synchronously (200)."""
+        return self._importer.sync_threshold
 
-    def _team(self, team_id: str | None) -> str:
+    @property
+    def rows_per_second(self) -> float:
+        """How fast asynchronous jobs progress unless created with their own rate."""
+        return self._importer.rows_per_second
+
+    def resolve_team(self, team_id: str | None = None) -> str:
+        """A configured team in canonical (lowercase) form; the first one for ``None``.
+
+        ``KeyError`` if the team is not configured in this sandbox.
+        """
         team = (team_id or self.team_id).lower()
         if team not in self.team_ids:
             msg = f"team {team!r} is not configured in this sandbox"
@@ -392,13 +311,11 @@ class Sandbox:
 
     def job(self, job_id: str) -> Job:
         """The job with this id (``KeyError`` if unknown)."""
-        with self._lock:
-            return self._jobs[job_id]
+        return self._jobs.get(job_id)
 
     def job_ids(self) -> list[str]:
         """Every job's id, expired ones included, in creation order."""
-        with self._lock:
-            return list(self._jobs)
+        return self._jobs.ids()
 
     def ref(self, job_id: str) -> str:
         """The job reference ``TEAM_ID/JOB_ID``."""
@@ -436,11 +353,11 @@ class Sandbox:
         if status not in {"complete", "processing", "failed"}:
             msg = f"unknown status {status!r}"
             raise ValueError(msg)
-        team = self._team(team_id)
+        team = self.resolve_team(team_id)
         now = self.clock.now()
         created = to_timestamp(created_at, now)
         rate = rows_per_second or self.rows_per_second
-        new_id = job_id or self._new_job_id(team)
+        new_id = job_id or self._jobs.new_id(team)
         results = SyntheticResults(rows, failed_every or 0, existing_every or 0, f"{team}/{new_id}")
         complete_at = created if status == "complete" else created + rows / rate
         job = Job(new_id, team, object_type, results, created, rate, complete_at)
@@ -448,34 +365,29 @@ class Sandbox:
             job.complete_at = float("inf")
             job.failed_at = created
             job.error = dict(error or DEFAULT_JOB_ERROR)
-        with self._lock:
-            self._jobs[new_id] = job
+        self._jobs.add(job)
         if status == "complete":
             results.render()
         return new_id
 
     def complete_job(self, job_id: str) -> None:
         """Make a job complete now (clears a failure)."""
-        job = self.job(job_id)
-        now = self.clock.now()
-        with self._lock:
-            job.failed_at = None
-            job.error = None
-            job.complete_at = min(job.complete_at, now)
-        job.invalidate()
+        self._jobs.complete(job_id, self.clock.now())
 
     def fail_job(
         self,
         job_id: str,
         code: str = DEFAULT_JOB_ERROR["code"],
         message: str = DEFAULT_JOB_ERROR["message"],
+        *,
+        at: datetime | float | None = None,
     ) -> None:
-        """Make a job fail now with a job-level ``error``."""
-        job = self.job(job_id)
-        with self._lock:
-            job.failed_at = self.clock.now()
-            job.error = {"code": code, "message": message}
-        job.invalidate()
+        """Make a job fail with a job-level ``error``, now or at sandbox time ``at``.
+
+        A job failing at ``at`` keeps the rows it had processed by then.
+        """
+        failed_at = to_timestamp(at, self.clock.now())
+        self._jobs.fail(job_id, failed_at, {"code": code, "message": message})
 
     def snapshot(self, job_id: str) -> JSONDict:
         """The job's status snapshot as a dict, as GET would return it now."""
@@ -499,115 +411,36 @@ class Sandbox:
         payload: JSONDict = {"objects": objects}
         if options is not None:
             payload["options"] = options
-        return self._import(team_id.lower(), object_type, payload, idempotency_key)
+        return self._importer.submit(team_id.lower(), object_type, payload, idempotency_key)
 
-    def _import(
+    def import_job(
         self,
         team_id: str,
         object_type: str,
-        payload: Any,
-        idempotency_key: str | None,
+        objects: list[JSONDict],
+        options: JSONDict | None = None,
         *,
-        created_at: float | None = None,
-        force_async: bool = False,
+        created_at: datetime | float | None = None,
         job_id: str | None = None,
         rows_per_second: float | None = None,
     ) -> ApiResponse:
-        if object_type not in OBJECT_TYPES:
-            return ApiResponse.error(
-                400,
-                f"unknown object type {object_type!r}; "
-                f"expected one of {', '.join(sorted(OBJECT_TYPES))}",
-            )
-        if idempotency_key is not None and not (
-            1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH
-        ):
-            return ApiResponse.error(400, "Idempotency-Key must be 1 to 255 characters")
-        try:
-            objects, options = _validate_import_body(payload)
-        except BadRequestError as error:
-            return ApiResponse.error(400, str(error))
-        fingerprint = hashlib.sha256(
-            f"{object_type}\n{json.dumps(payload, sort_keys=True, default=str)}".encode()
-        ).hexdigest()
-        with self._lock:
-            now = self.clock.now() if created_at is None else created_at
-            if idempotency_key is not None:
-                previous = self._idempotency.get((team_id, idempotency_key))
-                if previous is not None and now - previous.created_at < IDEMPOTENCY_TTL_SECONDS:
-                    if previous.fingerprint != fingerprint:
-                        return ApiResponse.error(
-                            409,
-                            "Idempotency-Key was already used with a different request body",
-                            code="idempotency_key_mismatch",
-                        )
-                    replay = previous.response
-                    return ApiResponse(
-                        replay.status,
-                        replay.chunks,
-                        {**replay.headers, "idempotent-replay": "true"},
-                        replay.fields,
-                        replay.team_id,
-                        replay.job_id,
-                    )
-            outcomes = self._records.process(team_id, object_type, objects, options)
-            results = RowResults(outcomes)
-            if len(objects) <= self.sync_threshold and not force_async:
-                response = self._sync_response(results, now)
-            else:
-                response = self._start_job(
-                    team_id, object_type, results, now, job_id, rows_per_second
-                )
-            response.team_id = team_id
-            if idempotency_key is not None:
-                self._idempotency[(team_id, idempotency_key)] = _Idempotent(
-                    fingerprint, response, now
-                )
-            return response
+        """Import rows as an asynchronous job whatever their number, created at ``created_at``.
 
-    def _sync_response(self, results: RowResults, now: float) -> ApiResponse:
-        failed = results.failed_before(results.total)
-        fields: Fields = [
-            ("job_id", None),
-            ("status", "complete"),
-            ("total", results.total),
-            ("processed", results.total),
-            ("results", RawJSON(results.render())),
-            ("succeeded", results.total - failed),
-            ("failed", failed),
-            ("created_at", format_time(now)),
-            ("updated_at", format_time(now)),
-        ]
-        return ApiResponse(200, render_object(fields), fields=fields)
-
-    def _start_job(  # noqa: PLR0917
-        self,
-        team_id: str,
-        object_type: str,
-        results: RowResults,
-        now: float,
-        job_id: str | None,
-        rows_per_second: float | None,
-    ) -> ApiResponse:
-        rate = rows_per_second or self.rows_per_second
-        new_id = job_id or self._new_job_id(team_id)
-        job = Job(new_id, team_id, object_type, results, now, rate, now + results.total / rate)
-        self._jobs[new_id] = job
-        fields, chunks = job.snapshot(now)
-        return ApiResponse(
-            202,
-            chunks,
-            {"Location": JOB_PATH.format(team_id=team_id, job_id=new_id)},
-            fields,
-            team_id,
-            new_id,
+        Rows get the same outcomes as through ``submit_import``; a backdated job has already
+        progressed (or expired). Returns the 202 response, or the 400 a malformed request
+        gets. ``job_id`` and ``rows_per_second`` default to a fresh id and the sandbox's rate.
+        """
+        payload: JSONDict = {"objects": objects}
+        if options is not None:
+            payload["options"] = options
+        return self._importer.create_job(
+            team_id.lower(),
+            object_type,
+            payload,
+            created_at=to_timestamp(created_at, self.clock.now()),
+            job_id=job_id,
+            rows_per_second=rows_per_second,
         )
-
-    def seed_demo(self, team_id: str | None = None) -> list[str]:
-        """Create the reproducible demo jobs (see ``seed.py``); return their refs."""
-        from tap_prism_imports.sandbox.seed import seed_demo  # noqa: PLC0415
-
-        return seed_demo(self, self._team(team_id))
 
     # ------------------------------------------------------------------ HTTP API
 
@@ -615,357 +448,4 @@ class Sandbox:
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[ApiResponse, float, Fault | None, str | None]:
         """Answer one API request: ``(response, latency, transport fault, fault kind)``."""
-        route, team_id, rest = _route(method, path)
-        job_id = rest if route == "job" else None
-        latency = self.faults.latency(method, job_id)
-        response, fault = self._answer(method, route, team_id, rest, headers, body)
-        response.team_id = response.team_id or team_id
-        response.job_id = response.job_id or job_id
-        fault_kind = fault.kind if fault is not None else None
-        transport = None
-        if response.status < 400:  # noqa: PLR2004
-            transport = self.faults.take(
-                fault_kinds.TRANSPORT_KINDS, method, response.job_id or job_id
-            )
-            if transport is not None:
-                fault_kind = transport.kind
-        return response, latency, transport, fault_kind
-
-    def _answer(  # noqa: PLR0911, PLR0912, PLR0917
-        self,
-        method: str,
-        route: str,
-        team_id: str | None,
-        rest: str | None,
-        headers: Mapping[str, str],
-        body: bytes,
-    ) -> tuple[ApiResponse, Fault | None]:
-        api_key = headers.get("x-api-key")
-        if not api_key:
-            return ApiResponse.error(401, "missing x-api-key header"), None
-        if api_key not in self._keys:
-            return ApiResponse.error(403, "invalid or revoked API key"), None
-        retry_after = self.limiter.check(api_key, self.clock.now())
-        if retry_after is not None:
-            return ApiResponse.error(
-                429, "rate limit exceeded", headers={"Retry-After": str(retry_after)}
-            ), None
-        if route == "not_found":
-            return ApiResponse.error(404, "not found"), None
-        if route == "method_not_allowed":
-            return ApiResponse.error(405, "method not allowed"), None
-        if route == "bad_request" or team_id is None or rest is None:
-            return ApiResponse.error(400, "malformed request path"), None
-        allowed = self._keys[api_key]
-        if team_id not in self.team_ids or (allowed is not None and team_id not in allowed):
-            return ApiResponse.error(403, "this API key has no access to that team"), None
-        job_id = rest if route == "job" else None
-        fault = self.faults.take(fault_kinds.STATUS_KINDS, method, job_id)
-        if fault is not None:
-            if fault.kind == fault_kinds.RATE_LIMIT:
-                return ApiResponse.error(
-                    429, "rate limit exceeded", headers={"Retry-After": str(fault.retry_after)}
-                ), fault
-            return ApiResponse.error(fault.status, "internal server error"), fault
-        if route == "job":
-            response = self._get_job(team_id, rest)
-        else:
-            key = headers.get("idempotency-key")
-            try:
-                payload = json.loads(body) if body else None
-            except (ValueError, UnicodeDecodeError):
-                response = ApiResponse.error(400, "request body is not valid JSON")
-            else:
-                response = self._import(team_id, rest, payload, key)
-        if response.fields is not None and response.status < 400:  # noqa: PLR2004
-            fault = self.faults.take(fault_kinds.BODY_KINDS, method, job_id or response.job_id)
-            if fault is not None:
-                response = _apply_body_fault(response, fault)
-                return response, fault
-        return response, None
-
-    def _get_job(self, team_id: str, job_id: str) -> ApiResponse:
-        now = self.clock.now()
-        with self._lock:
-            job = self._jobs.get(job_id)
-        if job is None or job.team_id != team_id or job.is_expired(now):
-            return ApiResponse.error(404, "import job not found or expired")
-        fields, chunks = job.snapshot(now)
-        return ApiResponse(200, chunks, fields=fields, team_id=team_id, job_id=job_id)
-
-    # ------------------------------------------------------------------ control API
-
-    def handle_control(self, method: str, path: str, body: bytes) -> ApiResponse:  # noqa: PLR0911, PLR0912
-        """Answer a ``/_sandbox/...`` control request (no key, not rate limited, not logged)."""
-        try:
-            payload: Any = json.loads(body) if body else {}
-        except ValueError:
-            return ApiResponse.error(400, "request body is not valid JSON")
-        parts = [urllib.parse.unquote(p) for p in path.split("/")[2:] if p]
-        try:
-            if parts == ["health"] and method == "GET":
-                return ApiResponse.of(200, {"ok": True, "base_url": self.base_url})
-            if parts == ["clock"] and method == "GET":
-                return ApiResponse.of(200, {"now": format_time(self.clock.now())})
-            if parts == ["clock"] and method == "POST":
-                moment = self.clock.advance(float(payload.get("advance_seconds", 0)))
-                return ApiResponse.of(200, {"now": format_time(moment)})
-            if parts == ["faults"] and method == "GET":
-                return ApiResponse.of(200, {"faults": [f.to_dict() for f in self.faults.list()]})
-            if parts == ["faults"] and method == "POST":
-                specs = payload if isinstance(payload, list) else [payload]
-                added = [self.faults.add(Fault.from_dict(spec)) for spec in specs]
-                return ApiResponse.of(200, {"faults": [f.to_dict() for f in added]})
-            if parts == ["faults"] and method == "DELETE":
-                self.clear_faults()
-                return ApiResponse.of(200, {"faults": []})
-            if parts == ["requests"] and method == "GET":
-                return ApiResponse.of(200, {"requests": self.requests})
-            if parts == ["requests"] and method == "DELETE":
-                self.clear_requests()
-                return ApiResponse.of(200, {"requests": []})
-            if parts == ["jobs"] and method == "POST":
-                job_id = self.add_job(**_job_kwargs(payload))
-                return ApiResponse.of(
-                    201,
-                    {"job_id": job_id, "ref": self.ref(job_id), "location": self.location(job_id)},
-                )
-            if len(parts) == 3 and parts[0] == "jobs" and method == "POST":  # noqa: PLR2004
-                if parts[2] == "complete":
-                    self.complete_job(parts[1])
-                elif parts[2] == "fail":
-                    self.fail_job(parts[1], **payload)
-                else:
-                    return ApiResponse.error(404, "not found")
-                return ApiResponse.of(200, {"job_id": parts[1]})
-            if parts == ["seed"] and method == "POST":
-                if payload.get("name", "demo") != "demo":
-                    return ApiResponse.error(400, "the only seed is 'demo'")
-                return ApiResponse.of(200, {"refs": self.seed_demo(payload.get("team_id"))})
-        except KeyError as error:
-            return ApiResponse.error(404, f"not found: {error}")
-        except (TypeError, ValueError, AttributeError) as error:
-            return ApiResponse.error(400, str(error))
-        return ApiResponse.error(404, "not found")
-
-
-def _job_kwargs(payload: Any) -> dict[str, Any]:
-    if not isinstance(payload, dict):
-        msg = "body must be an object"
-        raise TypeError(msg)
-    allowed = {
-        "team_id",
-        "rows",
-        "status",
-        "failed_every",
-        "existing_every",
-        "created_at",
-        "job_id",
-        "error",
-        "object_type",
-        "rows_per_second",
-    }
-    unknown = set(payload) - allowed
-    if unknown:
-        msg = f"unknown keys: {', '.join(sorted(unknown))}"
-        raise ValueError(msg)
-    kwargs = dict(payload)
-    if isinstance(kwargs.get("created_at"), str):
-        kwargs["created_at"] = datetime.fromisoformat(kwargs["created_at"].replace("Z", "+00:00"))
-    return kwargs
-
-
-def _apply_body_fault(response: ApiResponse, fault: Fault) -> ApiResponse:
-    fields = list(response.fields or [])
-    if fault.kind == fault_kinds.MALFORMED_JSON:
-        body = response.body
-        return ApiResponse(200, (body[:-1], b',]"'), dict(response.headers), None)
-    if fault.kind == fault_kinds.UNEXPECTED_STATUS:
-        fields = [(k, fault.value if k == "status" else v) for k, v in fields]
-    elif fault.kind == fault_kinds.MISSING_FIELDS:
-        fields = [(k, v) for k, v in fields if k not in fault.fields]
-    elif fault.kind == fault_kinds.RESULTS_WRONG_TYPE:
-        if any(k == "results" for k, _ in fields):
-            fields = [(k, fault.value if k == "results" else v) for k, v in fields]
-        else:
-            position = next((i + 1 for i, (k, _) in enumerate(fields) if k == "processed"), 0)
-            fields.insert(position, ("results", fault.value))
-    return ApiResponse(
-        response.status,
-        render_object(fields),
-        dict(response.headers),
-        fields,
-        response.team_id,
-        response.job_id,
-    )
-
-
-def _route(method: str, path: str) -> tuple[str, str | None, str | None]:
-    """``(route, team_id, job_id or object type)`` for an API path."""
-    parts = path.split("/")
-    if len(parts) == 6 and parts[:3] == ["", "v2", "prism"]:  # noqa: PLR2004
-        team_id = urllib.parse.unquote(parts[3]).lower()
-        if parts[4] == "imports":
-            if method != "GET":
-                return "method_not_allowed", team_id, None
-            job_id = urllib.parse.unquote(parts[5])
-            return ("job", team_id, job_id) if job_id and team_id else ("bad_request", None, None)
-        if parts[5] == "import":
-            if method != "POST":
-                return "method_not_allowed", team_id, None
-            object_type = urllib.parse.unquote(parts[4])
-            return "import", team_id, object_type
-    return "not_found", None, None
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    sandbox: Sandbox
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        self.connections_accepted = 0
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-            self.connections_accepted += 1
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    @override
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that timed out or hung up is the client's business, not a server error.
-        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            return
-        super().handle_error(request, client_address)
-
-    def close_connections(self) -> None:
-        """Wake handler threads waiting on idle keep-alive connections so they exit."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in separate sends: without TCP_NODELAY each response
-    # waits ~40 ms for the client's delayed ACK (measured in benchmarks/).
-    disable_nagle_algorithm = True
-    server_version = "prism-sandbox"
-    sys_version = ""
-    timeout = 120
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        """Silence the default stderr access log (the sandbox keeps its own)."""
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def do_PATCH(self) -> None:
-        self._handle("PATCH")
-
-    def _read_body(self) -> bytes:
-        length = self.headers.get("Content-Length")
-        if not length:
-            return b""
-        try:
-            size = int(length)
-        except ValueError:
-            return b""
-        return self.rfile.read(size) if size > 0 else b""
-
-    def _handle(self, method: str) -> None:
-        sandbox = self.server.sandbox
-        path = urllib.parse.urlsplit(self.path).path
-        body = self._read_body()
-        if path == "/_sandbox" or path.startswith("/_sandbox/"):
-            if self.client_address[0] not in LOOPBACK_HOSTS:
-                response = ApiResponse.error(403, "control endpoints are loopback only")
-            else:
-                response = sandbox.handle_control(method, path, body)
-            self._send(response, None)
-            return
-        headers = {key.lower(): value for key, value in self.headers.items()}
-        response, latency, transport, fault_kind = sandbox.handle_api(method, path, headers, body)
-        if latency > 0:
-            time.sleep(latency)
-        total = sum(len(chunk) for chunk in response.chunks)
-        # Logged before the answer goes out, so a client that has its answer always
-        # finds the request in the log.
-        sandbox._record(  # noqa: SLF001
-            {
-                "time": format_time(sandbox.clock.now()),
-                "method": method,
-                "path": path,
-                "status": response.status,
-                "team_id": response.team_id,
-                "job_id": response.job_id,
-                "bytes": total if transport is None else total // 2,
-                "fault": fault_kind,
-                "user_agent": headers.get("user-agent"),
-            }
-        )
-        self._send(response, transport)
-
-    def _send(self, response: ApiResponse, transport: Fault | None) -> None:
-        total = sum(len(chunk) for chunk in response.chunks)
-        self.send_response(response.status, HTTPStatus(response.status).phrase)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(total))
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if transport is None:
-            try:
-                for chunk in response.chunks:
-                    self.wfile.write(chunk)
-            except OSError:
-                self.close_connection = True
-            return
-        cut = total // 2
-        with contextlib.suppress(OSError):
-            self.wfile.write(b"".join(_iter_prefix(response.chunks, cut)))
-        self.close_connection = True
-        try:
-            if transport.kind == fault_kinds.DROP_CONNECTION:
-                # Abortive close (RST): the client sees a reset, not an orderly end of stream.
-                self.connection.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                )
-                os.close(self.connection.detach())
-            else:
-                self.connection.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-
-def _iter_prefix(chunks: Sequence[bytes], size: int) -> Iterator[bytes]:
-    remaining = size
-    for chunk in chunks:
-        if remaining <= 0:
-            return
-        piece = chunk[:remaining]
-        remaining -= len(piece)
-        yield piece
+        return self._api.handle(method, path, headers, body)
