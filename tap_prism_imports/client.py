@@ -109,7 +109,9 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
-def resolve_api_url(config: Mapping[str, t.Any], logger: logging.Logger) -> str:
+def resolve_api_url(
+    config: Mapping[str, t.Any], logger: logging.Logger | logging.LoggerAdapter[logging.Logger]
+) -> str:
     """The base URL from ``api_url``, else ``MICRO_BASE_URL``, else the provider's default."""
     api_url = config.get("api_url") or os.environ.get(API_URL_ENV) or DEFAULT_API_URL
     parts = urllib.parse.urlsplit(api_url)
@@ -331,12 +333,18 @@ class PrismStream(RESTStream[t.Any]):
     def backoff_handler(self, details: Details) -> None:
         # The SDK's handler logs the call's arguments; ours names the job and the cause.
         ref = details["args"][0] if details["args"] else None
+        error = details.get("exception")
+        cause = (
+            f"{self.api_url}: {_root_cause(error)}"
+            if isinstance(error, requests.exceptions.ConnectionError)
+            else error
+        )
         self.logger.warning(
             "Job %s: retrying in %.1f s after try %d failed: %s",
             getattr(ref, "key", "?"),
             details.get("wait", 0.0),
             details["tries"],
-            details.get("exception"),
+            cause,
         )
 
     @override

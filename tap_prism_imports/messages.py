@@ -22,6 +22,8 @@ if t.TYPE_CHECKING:
     import datetime
     from collections.abc import Iterable
 
+    from tap_prism_imports.signals import Interruption
+
 
 class PrismMessageWriter(MsgSpecWriter):
     """Frames and writes every message; flushes at STATE."""
@@ -33,14 +35,23 @@ class PrismMessageWriter(MsgSpecWriter):
             sys.stdout.flush()
 
     def write_record_lines(
-        self, stream_name: str, blocks: Iterable[bytes], time_extracted: datetime.datetime
+        self,
+        stream_name: str,
+        blocks: Iterable[bytes],
+        time_extracted: datetime.datetime,
+        interruption: Interruption,
     ) -> None:
-        """Write each record line (JSON text + newline) of ``blocks`` as a RECORD message."""
+        """Write each record line (JSON text + newline) of ``blocks`` as a RECORD message.
+
+        Stops between two blocks, never inside a line, when a stop is requested.
+        """
         head = b'{"type":"RECORD","stream":"' + stream_name.encode() + b'","record":'
         tail = b',"time_extracted":"' + format_datetime(time_extracted).encode() + b'"}\n'
         # Every line becomes head + line + tail: one bytes.replace per block, in C.
         between = tail + head
         for block in blocks:
+            if interruption.is_set():
+                return
             self._write(head + block[:-1].replace(b"\n", between) + tail)
 
     @staticmethod
@@ -48,6 +59,10 @@ class PrismMessageWriter(MsgSpecWriter):
         # The CLI's stdout has a binary buffer; tests capture stdout as text.
         binary: t.BinaryIO | None = getattr(sys.stdout, "buffer", None)
         if binary is not None:
-            binary.write(data)
+            # A signal arriving mid-write returns a partial count (measured on a pipe):
+            # the rest must follow, or the next message would land inside this line.
+            rest = memoryview(data)
+            while rest:
+                rest = rest[binary.write(rest) :]
         else:
             sys.stdout.write(bytes(data).decode())

@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 
 from tap_prism_imports.pacing import RequestBudgetExhaustedError, RunStoppedError
 
+INTERRUPT_CHECK_SECONDS = 0.2
+
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
     from tap_prism_imports.job_refs import JobRef
+    from tap_prism_imports.signals import Interruption
     from tap_prism_imports.snapshots import JobSnapshot
 
 
@@ -79,8 +82,10 @@ class SnapshotPipeline:
         wait: WaitPolicy | None,
         stop_requests: Callable[[], None],
         fatal_errors: tuple[type[Exception], ...],
+        interruption: Interruption,
     ) -> None:
         self._fetch = fetch
+        self._interruption = interruption
         self._fatal_errors = fatal_errors
         self._stop_requests = stop_requests
         self._requests_refused = False
@@ -109,13 +114,18 @@ class SnapshotPipeline:
                 while polls and polls[0].due <= now:
                     submit(heapq.heappop(polls))
                 if next_yield in finished:
+                    self._interruption.check()
                     yield finished.pop(next_yield)
                     next_yield += 1
                     continue
-                timeout = max(0.0, polls[0].due - now) if polls else None
+                # Woken at least this often to notice a termination request.
+                timeout = INTERRUPT_CHECK_SECONDS
+                if polls:
+                    timeout = min(timeout, max(0.0, polls[0].due - now))
                 done, _ = concurrent.futures.wait(
                     pending, timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED
                 )
+                self._interruption.check()
                 for future in done:
                     poll = pending.pop(future)
                     outcome = self._settle(future, poll, jobs[poll.index], polls)
@@ -125,7 +135,8 @@ class SnapshotPipeline:
                     finished.update(self._give_up_polls(polls, jobs))
         finally:
             self._stop_requests()
-            pool.shutdown(wait=True, cancel_futures=True)
+            # Stopping for a signal: requests in flight are abandoned, not waited for.
+            pool.shutdown(wait=not self._interruption.is_set(), cancel_futures=True)
             _close_unemitted(pending, finished, polls)
 
     @staticmethod

@@ -32,6 +32,7 @@ if t.TYPE_CHECKING:
 
     from tap_prism_imports.job_refs import JobRef
     from tap_prism_imports.pacing import RequestBudget
+    from tap_prism_imports.signals import Interruption
     from tap_prism_imports.snapshots import JobSnapshot
     from tap_prism_imports.state import JobLedger
 
@@ -102,7 +103,9 @@ class ImportRun:
         workers: int,
         stop_requests: Callable[[], None],
         fatal_errors: tuple[type[Exception], ...],
-        logger: logging.Logger,
+        # singer-sdk 0.55 gives streams a LoggerAdapter.
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+        interruption: Interruption,
         claims_state: bool = True,
     ) -> None:
         self.refs = refs
@@ -120,6 +123,7 @@ class ImportRun:
             wait=settings.wait,
             stop_requests=stop_requests,
             fatal_errors=fatal_errors,
+            interruption=interruption,
         )
 
     def steps(self) -> Generator[FetchOutcome, None, None]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import typing as t
 from dataclasses import dataclass
 
+from singer_sdk import Tap
 from singer_sdk.streams import Stream
 from singer_sdk.streams._state import StreamStateManager
 from typing_extensions import override
@@ -19,10 +20,12 @@ from typing_extensions import override
 if t.TYPE_CHECKING:
     import datetime
     from collections.abc import Generator, Iterable
+    from types import FrameType
 
     from singer_sdk.helpers.types import Context
 
     from tap_prism_imports.messages import PrismMessageWriter
+    from tap_prism_imports.signals import Interruption
     from tap_prism_imports.state import StateCheckpoints
 
 
@@ -70,7 +73,25 @@ PRIVATE_SDK_SURFACE: tuple[PrivateName, ...] = (
         ("self", "latest_record", "context"),
         "Advances the child's replication-key bookmark for rows written as blocks.",
     ),
+    PrivateName(
+        Tap,
+        "_handle_termination",
+        ("self", "signum", "frame"),
+        "The SDK's handler writes STATE into a half-written RECORD line and exits 0 "
+        "(reproduced under SIGTERM); the run must stop at a message boundary instead.",
+    ),
 )
+
+
+class SignalAwareTap(Tap):
+    """Hands SIGTERM and SIGINT to ``on_termination`` instead of the SDK's handler."""
+
+    def on_termination(self, signum: int) -> None:
+        raise NotImplementedError
+
+    @override
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        self.on_termination(signum)
 
 
 class RationedStateStream(Stream):
@@ -112,6 +133,8 @@ class RecordLines:
     time_extracted: datetime.datetime
     #: The replication-key value every line shares, for the stream's bookmark.
     bookmark: dict[str, t.Any]
+    #: Writing stops between two blocks once a stop is requested.
+    interruption: Interruption
 
 
 class DirectRecordsStream(Stream):
@@ -136,7 +159,9 @@ class DirectRecordsStream(Stream):
         with self.get_record_counter() as counter, self.get_sync_timer() as timer:
             counter.with_context(context)
             timer.with_context(context)
-            self.record_writer.write_record_lines(self.name, lines.blocks, lines.time_extracted)
+            self.record_writer.write_record_lines(
+                self.name, lines.blocks, lines.time_extracted, lines.interruption
+            )
             counter.increment(lines.count)
         if lines.count:
             self._increment_stream_state(lines.bookmark, context=context)

@@ -26,6 +26,7 @@ from tap_prism_imports.sdk_hooks import (
     RecordLines,
     SchemaOnceStream,
 )
+from tap_prism_imports.signals import Interruption, RunInterrupted, exit_for_signal
 from tap_prism_imports.snapshots import (
     JOB_STATUSES,
     OUTCOMES,
@@ -53,6 +54,7 @@ class StreamLink:
 
     checkpoints: StateCheckpoints
     writer: GenericSingerWriter[t.Any, t.Any]
+    interruption: Interruption
     current: JobSnapshot | None = None
 
     def current_job(self, context: Context | None) -> tuple[JobSnapshot, ResultsSpool]:
@@ -158,6 +160,7 @@ class ImportJobsStream(RationedStateStream, PrismStream):
             stop_requests=self.pacer.stop,
             fatal_errors=(FatalAPIError,),
             logger=self.logger,
+            interruption=self.link.interruption,
             claims_state=self.ABORT_AT_RECORD_COUNT is None,
         )
         try:
@@ -169,13 +172,19 @@ class ImportJobsStream(RationedStateStream, PrismStream):
                         yield dict(step.snapshot.record)
                     finally:
                         self.link.current = None
+                # A stop may have cut the job's rows short: it is not confirmed.
+                self.link.interruption.check()
                 run.confirm(step)
                 self.write_checkpoint()
+        except RunInterrupted:
+            pass
         finally:
             run.close()
             checkpoints.unthrottled = True
             if not checkpoints.final_only:
                 self.write_checkpoint()
+        if self.link.interruption.is_set():
+            exit_for_signal(self.link.interruption)
         run.raise_for_failures()
 
 
@@ -246,7 +255,10 @@ class ImportResultsStream(DirectRecordsStream, SchemaOnceStream, RationedStateSt
     @override
     def get_records(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
         _, results = self.link.current_job(context)
-        yield from iter_result_records(results)
+        for record in iter_result_records(results):
+            if self.link.interruption.is_set():
+                return  # the parent sees the stop too, and does not confirm the job
+            yield record
 
     def writes_records_directly(self) -> bool:
         """Whether records can skip the SDK's per-record path: nothing would change them."""
@@ -273,4 +285,5 @@ class ImportResultsStream(DirectRecordsStream, SchemaOnceStream, RationedStateSt
             time_extracted=utc_now(),
             # Every row of a snapshot shares its fetched_at, the replication key.
             bookmark={"fetched_at": snapshot.record["fetched_at"]},
+            interruption=self.link.interruption,
         )

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from singer_sdk import Tap
+import os
+import typing as t
+
 from singer_sdk import typing as th
 from typing_extensions import override
 
 from tap_prism_imports import __version__, streams
 from tap_prism_imports.client import API_KEY_ENV, API_URL_ENV, DEFAULT_API_URL
 from tap_prism_imports.messages import PrismMessageWriter
+from tap_prism_imports.sdk_hooks import SignalAwareTap
+from tap_prism_imports.signals import Interruption
 from tap_prism_imports.state import StateCheckpoints
 
 
-class TapPrismImports(Tap):
+class TapPrismImports(SignalAwareTap):
     """Extracts Prism bulk-import job snapshots and their per-row results."""
 
     name = "tap-prism-imports"
@@ -95,9 +99,29 @@ class TapPrismImports(Tap):
         ),
     ).to_dict()
 
+    def __init__(self, **kwargs: t.Any) -> None:
+        # Before the SDK installs the signal handlers that use it.
+        self.interruption = Interruption()
+        super().__init__(**kwargs)
+
+    @override
+    def on_termination(self, signum: int) -> None:
+        if self.interruption.is_set():
+            os._exit(128 + signum)  # a second signal: no more waiting
+        self.logger.warning(
+            "Received signal %d: stopping at the next message boundary; jobs not fully "
+            "written are left for the next run. Signal again to exit at once.",
+            signum,
+        )
+        self.interruption.request(signum)
+
     @override
     def discover_streams(self) -> list[streams.ImportJobsStream | streams.ImportResultsStream]:
-        link = streams.StreamLink(checkpoints=StateCheckpoints(), writer=self.message_writer)
+        link = streams.StreamLink(
+            checkpoints=StateCheckpoints(),
+            writer=self.message_writer,
+            interruption=self.interruption,
+        )
         return [streams.ImportJobsStream(self, link), streams.ImportResultsStream(self, link)]
 
 

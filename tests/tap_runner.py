@@ -1,4 +1,4 @@
-"""Run the tap in-process, as a scheduler would run it, and read what it wrote."""
+"""Run the tap as a scheduler would (in-process, or as a command), and read what it wrote."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import contextlib
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 import typing as t
 from dataclasses import dataclass, field
 
@@ -13,6 +16,7 @@ from tap_prism_imports.tap import TapPrismImports
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from tap_prism_imports.sandbox import Sandbox
 
@@ -101,3 +105,44 @@ def run_tap(
 def job_requests(run: TapRun) -> list[str]:
     """The job ids requested in a run, in request order."""
     return [r["job_id"] for r in run.requests if r.get("job_id")]
+
+
+def cli_command(
+    tmp_path: Path, config: dict[str, t.Any], state: dict[str, t.Any] | None
+) -> list[str]:
+    """The tap's command line for ``config`` (and ``state``), written to files in tmp_path."""
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    command = [sys.executable, "-m", "tap_prism_imports.tap", "--config", str(config_path)]
+    if state is not None:
+        state_path = tmp_path / "state.json"
+        state_path.write_text(json.dumps(state), encoding="utf-8")
+        command += ["--state", str(state_path)]
+    return command
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment without the official SDK's variables (they would set a key or URL)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MICRO_")}
+    return {**environment, **(extra or {})}
+
+
+def run_cli(
+    tmp_path: Path,
+    config: dict[str, t.Any],
+    *args: str,
+    state: dict[str, t.Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*cli_command(tmp_path, config, state), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=cli_env(env),
+    )
+
+
+def singer_messages(stdout: str) -> list[dict[str, t.Any]]:
+    return [json.loads(line) for line in stdout.splitlines()]

@@ -3,49 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import typing as t
 from pathlib import Path
 
 import pytest
+from tap_runner import run_cli, singer_messages
 
 from tap_prism_imports.sandbox import DEMO_TEAM_ID, Sandbox
 
 README = Path(__file__).parent.parent / "README.md"
 SECRET = "sk-live-3f9a27c1d0b84e55a1c2e9f7b6d3a8c4"
 OTHER_SECRET = "sk-live-d41d8cd98f00b204e9800998ecf8427e"
-
-
-def run_cli(
-    tmp_path: Path,
-    config: dict[str, t.Any],
-    *args: str,
-    state: dict[str, t.Any] | None = None,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(config), encoding="utf-8")
-    command = [sys.executable, "-m", "tap_prism_imports.tap", "--config", str(config_path)]
-    if state is not None:
-        state_path = tmp_path / "state.json"
-        state_path.write_text(json.dumps(state), encoding="utf-8")
-        command += ["--state", str(state_path)]
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MICRO_")}
-    return subprocess.run(
-        [*command, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**environment, **(env or {})},
-    )
-
-
-def singer_messages(stdout: str) -> list[dict[str, t.Any]]:
-    return [json.loads(line) for line in stdout.splitlines()]
 
 
 def test_stdout_carries_only_singer_messages_and_run_exits_0(

@@ -14,6 +14,7 @@ from tap_prism_imports.job_refs import JobRef
 from tap_prism_imports.pacing import RequestBudget
 from tap_prism_imports.pipeline import JobFetchError, JobNotFoundError
 from tap_prism_imports.run import ImportRun, JobsFailedError, RunSettings
+from tap_prism_imports.signals import Interruption
 from tap_prism_imports.snapshots import JobSnapshot, parse_snapshot, utc_now
 from tap_prism_imports.state import NOT_FOUND, JobLedger
 
@@ -92,6 +93,7 @@ def make_run(
         stop_requests=lambda: None,
         fatal_errors=(FatalError,),
         logger=LOGGER,
+        interruption=Interruption(),
         claims_state=claims_state,
     )
     return run, stream_state
