@@ -311,7 +311,7 @@ def read_import_log(
 
 
 def _resolve(spec: str, warnings: list[str]) -> tuple[fsspec.AbstractFileSystem, list[str]]:
-    filesystem, path = fsspec.core.url_to_fs(spec)
+    filesystem, path = _open_filesystem(spec)
     if _GLOB_CHARACTERS & set(path):
         matched = sorted(p for p in filesystem.glob(path) if filesystem.isfile(p))
         if not matched:
@@ -327,6 +327,13 @@ def _resolve(spec: str, warnings: list[str]) -> tuple[fsspec.AbstractFileSystem,
         msg = f"`import_log` {spec!r} is not a file; use a glob such as {spec.rstrip('/')}/*.jsonl"
         raise ConfigValidationError(msg, errors=[msg])
     return filesystem, [path]
+
+
+def _open_filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    # fsspec would reuse a filesystem, with its listings and its endpoint, from an
+    # earlier read in this process: a listing can name an object version since replaced.
+    filesystem, path = fsspec.core.url_to_fs(url, skip_instance_cache=True)
+    return filesystem, path
 
 
 def _display_path(filesystem: fsspec.AbstractFileSystem, path: str) -> str:
@@ -734,7 +741,7 @@ def read_input_keys(
         )
 
     try:
-        filesystem, path = fsspec.core.url_to_fs(where.path)
+        filesystem, path = _open_filesystem(where.path)
         with filesystem.open(path, "rb") as file:
             file.seek(where.offset)
             data = file.readline()
