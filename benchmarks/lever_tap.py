@@ -74,7 +74,11 @@ class LeverTap(TapPrismImports):
     @override
     def discover_streams(self) -> list[ImportJobsStream | ImportResultsStream]:
         interval = 24 * 3600 if "rare_state" in LEVERS else 1.0
-        link = StreamLink(StateCheckpoints(interval_seconds=interval), writer=self.message_writer)
+        link = StreamLink(
+            StateCheckpoints(interval_seconds=interval),
+            writer=self.message_writer,
+            interruption=self.interruption,
+        )
         return [ImportJobsStream(self, link), LeverResultsStream(self, link)]
 
 

@@ -56,7 +56,6 @@ MAX_RETRY_DELAY = 8.0
 CONNECT_TIMEOUT_SECONDS = 5.0
 # A body that stops arriving for this long is abandoned, whatever the whole request may take.
 STALL_TIMEOUT_SECONDS = 30.0
-DEFAULT_REQUEST_TIMEOUT_SECONDS = 300.0
 MAX_TRIES = 5
 # One job may not hold the run longer than this in retries.
 MAX_RETRY_SECONDS_PER_JOB = 180.0
@@ -396,7 +395,7 @@ class PrismStream(RESTStream[t.Any]):
             requests.Request("GET", self.url_base + ref.path, headers=self.http_headers)
         )
         request = self.authenticator(request)
-        timeout = float(self.config.get("request_timeout_seconds", DEFAULT_REQUEST_TIMEOUT_SECONDS))
+        timeout = float(self.config["request_timeout_seconds"])
         fetched_at = utc_now()
         started = time.monotonic()
         with self.requests_session.send(

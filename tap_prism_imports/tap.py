@@ -88,8 +88,9 @@ class TapPrismImports(SignalAwareTap):
         th.Property(
             "request_timeout_seconds",
             th.NumberType(exclusive_minimum=0),
-            default=60,
-            description="Timeout of one request, in seconds.",
+            default=300,
+            description="Bound on one request, connect to last byte, in seconds. A body "
+            "that stops arriving for 30 s fails sooner. 1M rows are ~85 MB: allow for it.",
         ),
         th.Property(
             "max_requests_per_run",
