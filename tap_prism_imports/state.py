@@ -29,22 +29,78 @@ if t.TYPE_CHECKING:
 
 STATE_FORMAT_VERSION = 1
 NOT_FOUND = "not_found"
+KNOWN_STATUSES = frozenset({"complete", "processing", "failed", NOT_FOUND})
+JOBS_STREAM = "import_jobs"
 # The API keeps async jobs 7 days; an entry past that can only ever answer 404.
 RETENTION = datetime.timedelta(days=7)
 
 
+class InvalidStateError(ConfigValidationError):
+    """The incoming state cannot be read; nothing was requested."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        msg = (
+            f"The state's `{key}` {problem}. Fix or remove that key in the state, or run "
+            "without state (every configured job is then requested again; rows are upserted "
+            "on their keys, so nothing is duplicated)."
+        )
+        super().__init__(msg, errors=[msg])
+
+
+def validate_state(state: object) -> None:
+    """Check the shape of an incoming state before any request; raise naming the key."""
+    problem = _shape_problem(state)
+    if problem is not None:
+        raise InvalidStateError(*problem)
+    jobs_format = t.cast("dict[str, t.Any]", state).get("bookmarks", {}).get(JOBS_STREAM, {})
+    version = jobs_format.get("jobs_format", STATE_FORMAT_VERSION)
+    if version != STATE_FORMAT_VERSION:
+        msg = (
+            f"The state's jobs_format {version!r} was written by another version of "
+            f"tap-prism-imports (this one reads {STATE_FORMAT_VERSION}); "
+            "upgrade the tap or run without state."
+        )
+        raise ConfigValidationError(msg, errors=[msg])
+
+
+def _shape_problem(state: object) -> tuple[str, str] | None:  # noqa: PLR0911 - one per key
+    """The first key of ``state`` whose value has the wrong shape, and what is wrong."""
+    if not isinstance(state, dict):
+        return "(top level)", f"is {_kind(state)}, not a JSON object"
+    bookmarks = state.get("bookmarks", {})
+    if not isinstance(bookmarks, dict):
+        return "bookmarks", f"is {_kind(bookmarks)}, not an object"
+    for stream, stream_state in bookmarks.items():
+        if not isinstance(stream_state, dict):
+            return f"bookmarks.{stream}", f"is {_kind(stream_state)}, not an object"
+    key = f"bookmarks.{JOBS_STREAM}"
+    jobs_state = bookmarks.get(JOBS_STREAM, {})
+    version = jobs_state.get("jobs_format", STATE_FORMAT_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int):
+        return f"{key}.jobs_format", f"is {version!r}, not an integer"
+    jobs = jobs_state.get("jobs", {})
+    if not isinstance(jobs, dict):
+        return f"{key}.jobs", f"is {_kind(jobs)}, not an object"
+    for job, entry in jobs.items():
+        if not isinstance(entry, dict):
+            return f'{key}.jobs["{job}"]', f"is {_kind(entry)}, not an object"
+    return None
+
+
+def _kind(value: object) -> str:
+    names = {str: "a string", list: "a list", int: "a number", float: "a number"}
+    if value is None:
+        return "null"
+    return names.get(type(value), type(value).__name__)
+
+
 class JobLedger:
-    """Per-job progress, kept inside the SDK's state dict and updated in place."""
+    """Per-job progress, kept inside the SDK's state dict and updated in place.
+
+    The state was checked by ``validate_state`` before the run.
+    """
 
     def __init__(self, stream_state: dict[str, t.Any]) -> None:
-        version = stream_state.get("jobs_format", STATE_FORMAT_VERSION)
-        if version != STATE_FORMAT_VERSION:
-            msg = (
-                f"The state's jobs_format {version!r} was written by another version of "
-                f"tap-prism-imports (this one reads {STATE_FORMAT_VERSION}); "
-                "upgrade the tap or run without state."
-            )
-            raise ConfigValidationError(msg, errors=[msg])
         stream_state["jobs_format"] = STATE_FORMAT_VERSION
         self._jobs: dict[str, dict[str, t.Any]] = stream_state.setdefault("jobs", {})
 
@@ -62,12 +118,16 @@ class JobLedger:
 
     def is_expired(self, ref: JobRef, now: datetime.datetime) -> bool:
         entry = self._jobs.get(ref.key)
-        return entry is not None and _past_retention(entry, now)
+        return entry is not None and _is_complete(entry) and _past_retention(entry, now)
 
     def needs_request(self, ref: JobRef, now: datetime.datetime, *, refresh_terminal: bool) -> bool:
-        if self.is_expired(ref, now):
+        entry = self._jobs.get(ref.key)
+        if entry is None or not _is_complete(entry):
+            # Nothing reliable is known of the job: it is requested, never skipped.
+            return True
+        if _past_retention(entry, now):
             return False
-        return refresh_terminal or self.status(ref) not in TERMINAL_STATUSES
+        return refresh_terminal or entry.get("status") not in TERMINAL_STATUSES
 
     def record_snapshot(self, snapshot: JobSnapshot) -> None:
         record = snapshot.record
@@ -94,24 +154,34 @@ class JobLedger:
 
     def prune(self, configured: Collection[str], now: datetime.datetime) -> None:
         """Drop entries of jobs no longer configured that can no longer be fetched."""
+        # An incomplete entry of a job no longer configured can tell nothing to anyone.
         stale = [
             key
             for key, entry in self._jobs.items()
-            if key not in configured and _past_retention(entry, now)
+            if key not in configured and (not _is_complete(entry) or _past_retention(entry, now))
         ]
         for key in stale:
             del self._jobs[key]
 
 
+def _is_complete(entry: dict[str, t.Any]) -> bool:
+    """A known status and a readable ``expires_at`` or ``requested_at``: safe to act on."""
+    return entry.get("status") in KNOWN_STATUSES and (
+        normalize_datetime(entry.get("expires_at")) is not None
+        or normalize_datetime(entry.get("requested_at")) is not None
+    )
+
+
 def _past_retention(entry: dict[str, t.Any], now: datetime.datetime) -> bool:
-    """Whether the API can only answer 404 for the job: known gone, or past 7 days."""
+    """Whether the API can only answer 404 for the job (of a complete entry): known gone,
+    or past 7 days."""
     if entry.get("status") == NOT_FOUND:
         return True
     expires_at = normalize_datetime(entry.get("expires_at"))
     if expires_at is not None:
         return parse_datetime(expires_at) <= now
     requested_at = normalize_datetime(entry.get("requested_at"))
-    return requested_at is None or parse_datetime(requested_at) + RETENTION <= now
+    return requested_at is not None and parse_datetime(requested_at) + RETENTION <= now
 
 
 class StateCheckpoints:

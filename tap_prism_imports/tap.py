@@ -13,7 +13,7 @@ from tap_prism_imports.client import API_KEY_ENV, API_URL_ENV, DEFAULT_API_URL
 from tap_prism_imports.messages import PrismMessageWriter
 from tap_prism_imports.sdk_hooks import SignalAwareTap
 from tap_prism_imports.signals import Interruption
-from tap_prism_imports.state import StateCheckpoints
+from tap_prism_imports.state import StateCheckpoints, validate_state
 
 
 class TapPrismImports(SignalAwareTap):
@@ -104,6 +104,12 @@ class TapPrismImports(SignalAwareTap):
         # Before the SDK installs the signal handlers that use it.
         self.interruption = Interruption()
         super().__init__(**kwargs)
+
+    @override
+    def load_state(self, state: dict[str, t.Any]) -> None:
+        # Before any request: a damaged state must fail naming its key, not deep inside.
+        validate_state(state)
+        super().load_state(state)
 
     @override
     def on_termination(self, signum: int) -> None:
