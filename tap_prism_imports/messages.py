@@ -28,6 +28,8 @@ if t.TYPE_CHECKING:
 class PrismMessageWriter(MsgSpecWriter):
     """Frames and writes every message; flushes at STATE."""
 
+    _target_gone = False
+
     @override
     def write_message(self, message: t.Any) -> None:
         self._write(self.format_message(message))
@@ -54,15 +56,22 @@ class PrismMessageWriter(MsgSpecWriter):
                 return
             self._write(head + block[:-1].replace(b"\n", between) + tail)
 
-    @staticmethod
-    def _write(data: bytes | bytearray) -> None:
+    def _write(self, data: bytes | bytearray) -> None:
+        if self._target_gone:
+            return  # nothing written now could arrive; the first BrokenPipeError ends the run
         # The CLI's stdout has a binary buffer; tests capture stdout as text.
         binary: t.BinaryIO | None = getattr(sys.stdout, "buffer", None)
-        if binary is not None:
+        try:
+            if binary is None:
+                sys.stdout.write(bytes(data).decode())
+                return
             # A signal arriving mid-write returns a partial count (measured on a pipe):
-            # the rest must follow, or the next message would land inside this line.
-            rest = memoryview(data)
-            while rest:
-                rest = rest[binary.write(rest) :]
-        else:
-            sys.stdout.write(bytes(data).decode())
+            # the rest must follow, or the next message would land inside this line. The
+            # view is released at once: msgspec reuses (and resizes) its buffer.
+            with memoryview(data) as view:
+                written = binary.write(view)
+                while written < len(view):
+                    written += binary.write(view[written:])
+        except BrokenPipeError:
+            self._target_gone = True
+            raise

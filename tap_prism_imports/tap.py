@@ -2,18 +2,56 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import os
+import sys
 import typing as t
 
 from singer_sdk import typing as th
+from singer_sdk.exceptions import (
+    AbortedSyncFailedException,
+    AbortedSyncPausedException,
+    ConfigValidationError,
+    FatalAPIError,
+    MaxRecordsLimitException,
+)
 from typing_extensions import override
 
 from tap_prism_imports import __version__, streams
 from tap_prism_imports.client import API_KEY_ENV, API_URL_ENV, DEFAULT_API_URL
 from tap_prism_imports.messages import PrismMessageWriter
+from tap_prism_imports.run import JobsFailedError
 from tap_prism_imports.sdk_hooks import SignalAwareTap
 from tap_prism_imports.signals import Interruption
 from tap_prism_imports.state import StateCheckpoints, validate_state
+
+# Errors whose message says what went wrong and how to fix it: no traceback unless DEBUG.
+EXPLAINED_ERRORS = (ConfigValidationError, FatalAPIError, JobsFailedError)
+
+
+# What the SDK logs as "an unhandled error" that is none: ``--test`` ends its sample
+# with the SDK's own record-limit abort; the rest are told in one line by ``invoke``.
+QUIET_ERRORS = (
+    MaxRecordsLimitException,
+    AbortedSyncPausedException,
+    AbortedSyncFailedException,
+    BrokenPipeError,
+    *EXPLAINED_ERRORS,
+)
+
+
+class _QuietAborts(logging.Filter):
+    """Drops the SDK's "unhandled error" line for the errors in ``QUIET_ERRORS``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        handled = sys.exc_info()[1]
+        return not (
+            record.levelno == logging.ERROR
+            and record.getMessage().startswith("An unhandled error occurred while syncing")
+            and isinstance(handled, QUIET_ERRORS)
+        )
 
 
 class TapPrismImports(SignalAwareTap):
@@ -104,6 +142,45 @@ class TapPrismImports(SignalAwareTap):
         # Before the SDK installs the signal handlers that use it.
         self.interruption = Interruption()
         super().__init__(**kwargs)
+        for stream_name in self.streams:
+            logging.getLogger(f"{self.name}.{stream_name}").addFilter(_QuietAborts())
+
+    @classmethod
+    @override
+    def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:
+        state = kwargs.get("state")
+        if state is not None:
+            kwargs["state"] = io.StringIO(cls._readable_state(state))
+        try:
+            super().invoke(*args, **kwargs)
+        except BrokenPipeError:
+            # Later writes (and the flush at exit) would raise again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            cls.logger.error(  # noqa: TRY400 - one line; a traceback says nothing more here
+                "The target stopped reading (broken pipe): the run ends. The last STATE it "
+                "received claims only records sent before it."
+            )
+            sys.exit(1)
+        except EXPLAINED_ERRORS as error:
+            cls.logger.error("%s", error)  # noqa: TRY400 - the traceback is at DEBUG
+            cls.logger.debug("Where it was raised:", exc_info=True)
+            sys.exit(1)
+
+    @classmethod
+    def _readable_state(cls, state: t.IO[str]) -> str:
+        text = state.read()
+        try:
+            json.loads(text)
+        except ValueError as error:
+            cls.logger.error(  # noqa: TRY400 - the message is the whole story
+                "The state file %s is not valid JSON (%s). Fix it, or run without state "
+                "(every configured job is then requested again; rows are upserted on their "
+                "keys, so nothing is duplicated).",
+                getattr(state, "name", "given with --state"),
+                error,
+            )
+            sys.exit(1)
+        return text
 
     @override
     def load_state(self, state: dict[str, t.Any]) -> None:

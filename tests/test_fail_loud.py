@@ -195,3 +195,64 @@ def test_a_job_ids_file_with_a_byte_order_mark_is_read(sandbox: Sandbox, tmp_pat
     assert result.returncode == 0, result.stderr
     records = [line for line in result.stdout.splitlines() if line.startswith('{"type":"RECORD"')]
     assert sum('"stream":"import_results"' in line for line in records) == 2
+
+
+def test_a_state_file_that_is_not_json_names_the_file(sandbox: Sandbox, tmp_path: Path) -> None:
+    state_path = tmp_path / "damaged-state.json"
+    state_path.write_text('{"bookmarks": {"import_jobs": ', encoding="utf-8")
+    config = {"api_key": sandbox.api_key, "api_url": sandbox.base_url, "job_ids": ["a/b"]}
+    command = [*cli_command(tmp_path, config, None), "--state", str(state_path)]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=60, check=False, env=cli_env()
+    )
+    assert result.returncode != 0
+    assert f"The state file {state_path} is not valid JSON" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sandbox.requests == []
+
+
+def test_an_error_the_tap_explains_ends_with_the_explanation_not_a_traceback(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    job = sandbox.ref(sandbox.add_job(rows=2))
+    config = {"api_key": "not-the-key", "api_url": sandbox.base_url, "job_ids": [job]}
+    result = run_cli(tmp_path, config)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "An unhandled error" not in result.stderr
+    last = [line for line in result.stderr.splitlines() if "METRIC" not in line][-1]
+    assert "Check `api_key`" in last
+    debug = run_cli(tmp_path, config, env={"LOGLEVEL": "DEBUG"})
+    assert "Traceback" in debug.stderr
+
+
+def test_dry_run_logs_no_error(sandbox: Sandbox, tmp_path: Path) -> None:
+    jobs = [sandbox.ref(sandbox.add_job(rows=50)) for _ in range(2)]
+    config = {"api_key": sandbox.api_key, "api_url": sandbox.base_url, "job_ids": jobs}
+    result = run_cli(tmp_path, config, "--test")
+    assert result.returncode == 0, result.stderr
+    assert "ERROR" not in result.stderr
+
+
+def test_a_target_that_stops_reading_ends_the_run_in_one_line(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    job = sandbox.ref(sandbox.add_job(rows=50_000))
+    config = {"api_key": sandbox.api_key, "api_url": sandbox.base_url, "job_ids": [job]}
+    with subprocess.Popen(
+        cli_command(tmp_path, config, None),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        process.stdout.readline()  # the target read one message, then died
+        process.stdout.close()
+        stderr = process.stderr.read()
+        code = process.wait(timeout=60)
+    assert code != 0
+    assert "Traceback" not in stderr
+    assert "Exception ignored" not in stderr
+    assert stderr.count("The target stopped reading") == 1
