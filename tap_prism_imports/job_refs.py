@@ -15,7 +15,8 @@ from pathlib import Path
 
 from singer_sdk.exceptions import ConfigValidationError
 
-TEAM_ID_PATTERN = re.compile(
+# The canonical 8-4-4-4-12 hex form, the one every warehouse's uuid type accepts.
+UUID_PATTERN = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
 JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9._~:-]{1,255}")
@@ -53,7 +54,7 @@ class JobRef:
 
 def validate_team_id(team_id: str) -> str:
     """Return the team id in canonical (lower-case) form, or raise if it is no UUID."""
-    if not TEAM_ID_PATTERN.fullmatch(team_id):
+    if not UUID_PATTERN.fullmatch(team_id):
         msg = f"team id {team_id!r} is not a UUID"
         raise JobRefError(msg)
     return team_id.lower()

@@ -164,6 +164,11 @@ def test_malformed_json_raises_the_parser_error(body: bytes) -> None:
         parse(body)
 
 
+def warehouse_text(max_size: int) -> st.SearchStrategy[str]:
+    """Text a warehouse can store, so it passes through unchanged (NUL is removed)."""
+    return st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=max_size)
+
+
 result_elements = st.fixed_dictionaries(
     {},
     optional={
@@ -173,7 +178,11 @@ result_elements = st.fixed_dictionaries(
         "error": st.one_of(
             st.none(),
             st.fixed_dictionaries(
-                {}, optional={"code": st.text(max_size=20), "message": st.text(max_size=50)}
+                {},
+                optional={
+                    "code": warehouse_text(max_size=20),
+                    "message": warehouse_text(max_size=50),
+                },
             ),
         ),
         "unexpected": st.recursive(
