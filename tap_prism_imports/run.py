@@ -1,11 +1,13 @@
 """One run of the tap, free of the SDK: which jobs to request, in what order they are
 emitted, and when the ledger changes.
 
-``ImportRun.steps()`` hands out one step per job that was followed, in the order of
-the refs. The caller writes a step's records, then calls ``confirm(step)``: only
-then does the job's ledger entry change, so a STATE written after it never claims a
-job whose records were not all written. Everything a run learns (requests, skipped
-and failed jobs, rows by outcome) ends in its summary line.
+``ImportRun.steps()`` hands out one step per import to emit: first those the import
+log answers itself (sync and rejected imports: no request), then each job followed
+through the API, in the order of the refs. The caller writes a step's records, then
+calls ``confirm(step)``: only then does the job's ledger entry (or the import log's
+progress) change, so a STATE written after it never claims an import whose records
+were not all written. Everything a run learns (requests, skipped and failed jobs,
+rows by outcome) ends in its summary line.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import typing as t
 from collections import Counter
 from dataclasses import dataclass, field
 
+from tap_prism_imports.import_log_reader import attach_source_keys, read_input_keys
+from tap_prism_imports.job_refs import JobRef
 from tap_prism_imports.pacing import RequestBudgetExhaustedError, RunStoppedError
 from tap_prism_imports.pipeline import (
     FetchOutcome,
@@ -23,17 +27,23 @@ from tap_prism_imports.pipeline import (
     SnapshotPipeline,
     WaitPolicy,
 )
-from tap_prism_imports.snapshots import JOB_STATUSES, OUTCOMES, TERMINAL_STATUSES, utc_now
+from tap_prism_imports.snapshots import (
+    IMPORT_MODES,
+    JOB_STATUSES,
+    OUTCOMES,
+    TERMINAL_STATUSES,
+    JobSnapshot,
+    utc_now,
+)
 from tap_prism_imports.state import NOT_FOUND
 
 if t.TYPE_CHECKING:
     import logging
     from collections.abc import Callable, Generator, Mapping
 
-    from tap_prism_imports.job_refs import JobRef
+    from tap_prism_imports.import_log_reader import ImportLogBatch, LoggedImport
     from tap_prism_imports.pacing import RequestBudget
     from tap_prism_imports.signals import Interruption
-    from tap_prism_imports.snapshots import JobSnapshot
     from tap_prism_imports.state import JobLedger
 
 MAX_FAILURES_SHOWN = 10
@@ -72,6 +82,7 @@ class RunSummary:
     not_requested: int = 0
     failed: list[str] = field(default_factory=list)
     jobs_by_status: Counter[str] = field(default_factory=Counter)
+    imports_by_mode: Counter[str] = field(default_factory=Counter)
     rows_by_outcome: Counter[str | None] = field(default_factory=Counter)
 
     def line(self, requests_made: int) -> str:
@@ -80,13 +91,23 @@ class RunSummary:
         unknown = self.rows_by_outcome[None]
         return (
             f"Run summary: {requests_made} requests; {self.configured} jobs configured; "
-            f"emitted jobs: {statuses}; rows: {outcomes}"
+            f"emitted jobs: {statuses}; "
+            + ", ".join(f"{self.imports_by_mode[m]} {m}" for m in IMPORT_MODES)
+            + f"; rows: {outcomes}"
             + (f", {unknown} without outcome" if unknown else "")
             + f"; skipped: {self.already_final} already final, {self.expired} expired, "
             f"{self.not_found} not found (expired or unknown), "
             f"{self.not_requested} left for the next run (request budget or API limit), "
             f"{len(self.failed)} failed"
         )
+
+
+@dataclass
+class Step(FetchOutcome):
+    """One import to emit (or one job that failed), in emission order."""
+
+    #: Set when the import came from the import log: confirmed there, not in the ledger.
+    logged: LoggedImport | None = None
 
 
 class ImportRun:
@@ -106,19 +127,23 @@ class ImportRun:
         # singer-sdk 0.55 gives streams a LoggerAdapter.
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
         interruption: Interruption,
+        import_log: ImportLogBatch | None = None,
         claims_state: bool = True,
     ) -> None:
-        self.refs = refs
         self.ledger = ledger
         self.budget = budget
-        self.summary = RunSummary(configured=len(refs))
         self._settings = settings
         self._logger = logger
+        self._log = import_log
         # A dry run (--test) emits a sample of rows, so it claims nothing in state.
         self._claims_state = claims_state
         self._started = utc_now()
+        self._configured = {ref.key for ref in refs}
+        self.refs = self._with_logged_refs(refs)
+        self.summary = RunSummary(configured=len(self.refs))
+        self._fetch = fetch
         self._pipeline = SnapshotPipeline(
-            fetch,
+            self._fetch_keyed,
             workers=workers,
             wait=settings.wait,
             stop_requests=stop_requests,
@@ -126,10 +151,22 @@ class ImportRun:
             interruption=interruption,
         )
 
-    def steps(self) -> Generator[FetchOutcome, None, None]:
-        """Each followed job, in ref order: emit its snapshot (if any), then ``confirm`` it."""
+    def steps(self) -> Generator[Step, None, None]:
+        """Each import to emit, in order: emit its snapshot (if any), then ``confirm`` it."""
+        for item in self._log.imports if self._log is not None else []:
+            ref = JobRef(item.record["team_id"], item.job_id)
+            snapshot = JobSnapshot(ref=ref, record=item.record, results=item.results)
+            item.results = None  # the step owns the spool now
+            for warning in item.warnings:
+                self._logger.warning("%s", warning)
+            step = Step(-1, ref, snapshot=snapshot, logged=item)
+            try:
+                yield step
+            finally:
+                step.close()
         to_fetch = self._within_budget(self._refs_to_fetch())
-        for step in self._pipeline.run(to_fetch):
+        for outcome in self._pipeline.run(to_fetch):
+            step = Step(outcome.index, outcome.ref, outcome.snapshot, outcome.error)
             if step.snapshot is not None:
                 for warning in step.snapshot.warnings:
                     self._logger.warning("Job %s: %s", step.ref.key, warning)
@@ -138,13 +175,17 @@ class ImportRun:
             finally:
                 step.close()
 
-    def confirm(self, step: FetchOutcome) -> None:
+    def confirm(self, step: Step) -> None:
         """The step's records are all written: the ledger and summary may now say so."""
         if step.snapshot is not None:
             snapshot = step.snapshot
             if self._claims_state:
-                self.ledger.record_snapshot(snapshot)
+                if step.logged is not None and self._log is not None:
+                    self._log.confirm(step.logged)
+                else:
+                    self.ledger.record_snapshot(snapshot)
             self.summary.jobs_by_status[snapshot.status] += 1
+            self.summary.imports_by_mode[snapshot.record["mode"]] += 1
             if snapshot.results is not None:
                 self.summary.rows_by_outcome.update(snapshot.results.outcomes)
         if step.error is not None:
@@ -152,11 +193,70 @@ class ImportRun:
 
     def close(self) -> None:
         """Forget jobs that can no longer matter, and log the summary."""
-        self.ledger.prune({ref.key for ref in self.refs}, self._started)
+        self.ledger.prune(self._configured, self._started)
+        if self._log is not None:
+            self._log.close()
         self._logger.info(self.summary.line(self.budget.spent))
 
+    def _with_logged_refs(self, refs: list[JobRef]) -> list[JobRef]:
+        """The configured refs, then the import log's async jobs, new and earlier ones.
+
+        A job the log hands over is remembered in the ledger before the log is told so:
+        both changes go out in the same STATE, so the job is never lost between them.
+        """
+        if self._log is None:
+            return refs
+        for warning in self._log.warnings:
+            self._logger.warning("%s", warning)
+        for error in self._log.errors:
+            self._logger.error("Import log line %s", error)
+        merged = dict.fromkeys(refs)
+        for logged in self._log.refs:
+            if self._claims_state:
+                self.ledger.remember_logged_job(
+                    logged.ref,
+                    {
+                        "object_type": logged.object_type,
+                        "submitted_at": logged.submitted_at,
+                        "input_keys_at": None
+                        if logged.input_keys_at is None
+                        else logged.input_keys_at.to_state(),
+                    },
+                )
+                self._log.confirm(logged)
+            merged[logged.ref] = None
+            self._configured.add(logged.ref.key)
+        for ref in self.ledger.logged_jobs(self._started):
+            merged[ref] = None
+            self._configured.add(ref.key)
+        return list(merged)
+
+    def _fetch_keyed(self, ref: JobRef) -> JobSnapshot:
+        """``fetch``, plus what the import log knows of the job: its columns and row keys."""
+        snapshot = self._fetch(ref)
+        logged = self.ledger.logged_job(ref)
+        if logged is None:
+            return snapshot
+        snapshot.record["object_type"] = logged.get("object_type")
+        snapshot.record["submitted_at"] = logged.get("submitted_at")
+        location = logged.get("input_keys_at")
+        if snapshot.results is not None and location is not None:
+            lookup = read_input_keys(location, ref)
+            if lookup.warning is not None:
+                snapshot.warnings.append(lookup.warning)
+            if lookup.keys is not None:
+                snapshot.results, mismatch = attach_source_keys(
+                    snapshot.results, lookup.keys, import_name=f"job {ref.key}"
+                )
+                if mismatch is not None:
+                    snapshot.warnings.append(mismatch)
+        return snapshot
+
     def raise_for_failures(self) -> None:
-        failed = self.summary.failed
+        failed = [
+            *self.summary.failed,
+            *(f"import log line {e}" for e in (self._log.errors if self._log else [])),
+        ]
         if not failed:
             return
         shown = "; ".join(failed[:MAX_FAILURES_SHOWN])
@@ -203,7 +303,7 @@ class ImportRun:
         )
         return [ref for ref in refs if ref in chosen]
 
-    def _note_error(self, step: FetchOutcome) -> None:
+    def _note_error(self, step: Step) -> None:
         ref, error = step.ref, step.error
         if isinstance(error, (RequestBudgetExhaustedError, RunStoppedError)):
             self.summary.not_requested += 1

@@ -32,6 +32,7 @@ if t.TYPE_CHECKING:
 JOB_STATUSES = ("complete", "processing", "failed")
 TERMINAL_STATUSES = frozenset({"complete", "failed"})
 OUTCOMES = ("created", "existing", "failed")
+IMPORT_MODES = ("async", "sync", "rejected")
 
 # Spools hold finished record lines; past this size they live on disk, so many
 # jobs fetched ahead of emission cost little memory.
@@ -300,6 +301,8 @@ class _BodyWalker:
                             "error_code": error_code,
                             "error_message": error_message,
                             "fetched_at": fetched_at,
+                            # Set from the import log's input_keys, when it has them.
+                            "source_key": None,
                         },
                         option=newline,
                     )
@@ -529,6 +532,10 @@ def _job_record(
         **{name: normalize_datetime(top.get(name)) for name in _DATETIME_FIELDS},
         "results_count": spool.count if spool is not None and status != "processing" else None,
         "fetched_at": fetched_at,
+        # A job read at GET is async; the import log tells its object type and submission.
+        "mode": "async",
+        "object_type": None,
+        "submitted_at": None,
     }
 
 

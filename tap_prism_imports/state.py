@@ -14,6 +14,7 @@ import typing as t
 
 from singer_sdk.exceptions import ConfigValidationError
 
+from tap_prism_imports.job_refs import JobRef
 from tap_prism_imports.snapshots import (
     TERMINAL_STATUSES,
     format_datetime,
@@ -24,7 +25,6 @@ from tap_prism_imports.snapshots import (
 if t.TYPE_CHECKING:
     from collections.abc import Collection
 
-    from tap_prism_imports.job_refs import JobRef
     from tap_prism_imports.snapshots import JobSnapshot
 
 STATE_FORMAT_VERSION = 1
@@ -78,6 +78,9 @@ def _shape_problem(state: object) -> tuple[str, str] | None:  # noqa: PLR0911 - 
     version = jobs_state.get("jobs_format", STATE_FORMAT_VERSION)
     if isinstance(version, bool) or not isinstance(version, int):
         return f"{key}.jobs_format", f"is {version!r}, not an integer"
+    import_log = jobs_state.get("import_log", {})
+    if not isinstance(import_log, dict):
+        return f"{key}.import_log", f"is {_kind(import_log)}, not an object"
     jobs = jobs_state.get("jobs", {})
     if not isinstance(jobs, dict):
         return f"{key}.jobs", f"is {_kind(jobs)}, not an object"
@@ -134,18 +137,46 @@ class JobLedger:
         expires_at = record["expires_at"]
         if expires_at is None and record["created_at"] is not None:
             expires_at = format_datetime(parse_datetime(record["created_at"]) + RETENTION)
-        self._jobs[snapshot.ref.key] = {
-            "status": record["status"],
-            "requested_at": record["fetched_at"],
-            "expires_at": expires_at,
-        }
+        self._set(
+            snapshot.ref,
+            status=record["status"],
+            requested_at=record["fetched_at"],
+            expires_at=expires_at,
+        )
 
     def record_not_found(self, ref: JobRef, requested_at: datetime.datetime) -> None:
-        self._jobs[ref.key] = {
-            "status": NOT_FOUND,
-            "requested_at": format_datetime(requested_at),
-            "expires_at": None,
-        }
+        self._set(
+            ref, status=NOT_FOUND, requested_at=format_datetime(requested_at), expires_at=None
+        )
+
+    def _set(self, ref: JobRef, **fields: t.Any) -> None:
+        # What the import log said of the job stays: its keys are needed once it completes.
+        logged = self._jobs.get(ref.key, {}).get("log")
+        self._jobs[ref.key] = {**fields, **({"log": logged} if logged is not None else {})}
+
+    def remember_logged_job(self, ref: JobRef, log: dict[str, t.Any]) -> None:
+        """A job handed over by the import log: followed from now on, as a configured one.
+
+        ``log`` holds its ``object_type``, ``submitted_at`` and ``input_keys_at`` (where its
+        keys are; never the keys themselves).
+        """
+        entry = self._jobs.setdefault(ref.key, {"status": None, "requested_at": None})
+        entry.setdefault("expires_at", None)
+        entry["log"] = log
+
+    def logged_job(self, ref: JobRef) -> dict[str, t.Any] | None:
+        entry = self._jobs.get(ref.key)
+        return None if entry is None else entry.get("log")
+
+    def logged_jobs(self, now: datetime.datetime) -> list[JobRef]:
+        """Jobs the import log handed over in earlier runs, while the API may still keep them."""
+        refs = []
+        for key, entry in self._jobs.items():
+            submitted_at = normalize_datetime((entry.get("log") or {}).get("submitted_at"))
+            if submitted_at is not None and parse_datetime(submitted_at) + RETENTION > now:
+                team_id, _, job_id = key.partition("/")
+                refs.append(JobRef(team_id, job_id))
+        return refs
 
     def record_request(self, ref: JobRef, requested_at: datetime.datetime) -> None:
         """A request was spent on the job without a usable answer: status stays as it was."""

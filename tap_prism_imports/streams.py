@@ -17,6 +17,7 @@ from singer_sdk.mapper import SameRecordTransform
 from typing_extensions import override
 
 from tap_prism_imports.client import PrismStream
+from tap_prism_imports.import_log_reader import read_import_log
 from tap_prism_imports.job_refs import resolve_job_refs
 from tap_prism_imports.messages import PrismMessageWriter
 from tap_prism_imports.run import ImportRun, RunSettings
@@ -28,6 +29,7 @@ from tap_prism_imports.sdk_hooks import (
 )
 from tap_prism_imports.signals import Interruption, RunInterrupted, exit_for_signal
 from tap_prism_imports.snapshots import (
+    IMPORT_MODES,
     JOB_STATUSES,
     OUTCOMES,
     JobSnapshot,
@@ -110,7 +112,25 @@ class ImportJobsStream(RationedStateStream, PrismStream):
             "fetched_at",
             th.DateTimeType,
             required=True,
-            description="When this snapshot was requested (UTC); the replication key.",
+            description="When this snapshot was requested (UTC); the replication key. For "
+            "sync and rejected imports, when the tap read them from the import log.",
+        ),
+        th.Property(
+            "mode",
+            th.StringType(allowed_values=[*IMPORT_MODES, None]),
+            description="async (followed at GET), sync (answered by the POST, read from the "
+            "import log) or rejected (the POST failed, read from the import log).",
+        ),
+        th.Property(
+            "object_type",
+            th.StringType,
+            description="contact, organization, ... as in the POST path; null unless the "
+            "import log names it.",
+        ),
+        th.Property(
+            "submitted_at",
+            th.DateTimeType,
+            description="When the POST was sent (UTC); null unless the import log names it.",
         ),
     ).to_dict()
 
@@ -139,12 +159,18 @@ class ImportJobsStream(RationedStateStream, PrismStream):
             self.config.get("job_ids_file"),
             self.config.get("team_id"),
         )
-        if not refs:
+        log_spec = self.config.get("import_log")
+        ledger = JobLedger(self.stream_state)
+        if not refs and not log_spec and not ledger.logged_jobs(utc_now()):
             self.logger.warning(
-                "No job refs configured: set `job_ids` or `job_ids_file`. Nothing to extract."
+                "No job refs configured: set `job_ids`, `job_ids_file` or `import_log`. "
+                "Nothing to extract."
             )
             return
-        ledger = JobLedger(self.stream_state)
+        import_log = None
+        if log_spec:
+            log_state = self.stream_state.setdefault("import_log", {})
+            import_log = read_import_log(log_spec, now=utc_now(), state=log_state)
         checkpoints = self.link.checkpoints
         # In batch mode records reach the target in BATCH messages written after the
         # sync, so no state may go out before them.
@@ -161,6 +187,7 @@ class ImportJobsStream(RationedStateStream, PrismStream):
             fatal_errors=(FatalAPIError,),
             logger=self.logger,
             interruption=self.link.interruption,
+            import_log=import_log,
             claims_state=self.ABORT_AT_RECORD_COUNT is None,
         )
         try:
@@ -235,6 +262,12 @@ class ImportResultsStream(DirectRecordsStream, SchemaOnceStream, RationedStateSt
             th.DateTimeType,
             required=True,
             description="When the job's snapshot was requested (UTC).",
+        ),
+        th.Property(
+            "source_key",
+            th.StringType,
+            description="The submitted row's own identifier, from the import log's "
+            "input_keys (by position); null without them.",
         ),
     ).to_dict()
 

@@ -91,6 +91,13 @@ class TapPrismImports(SignalAwareTap):
             description="File of job refs, one per line; blank lines and # comments ignored.",
         ),
         th.Property(
+            "import_log",
+            th.StringType,
+            description="The import log written by the code that makes the imports: a path, "
+            "a glob, or an fsspec URL (s3://bucket/prism/*.jsonl; needs the s3 extra). Sync "
+            "and rejected imports are emitted from it, async ones followed.",
+        ),
+        th.Property(
             "wait_for_completion",
             th.BooleanType,
             default=False,
@@ -162,7 +169,9 @@ class TapPrismImports(SignalAwareTap):
             )
             sys.exit(1)
         except EXPLAINED_ERRORS as error:
-            cls.logger.error("%s", error)  # noqa: TRY400 - the traceback is at DEBUG
+            # A configuration error's message is a summary; its details are in `errors`.
+            details = [str(e) for e in getattr(error, "errors", None) or [] if str(e) != str(error)]
+            cls.logger.error("%s", "\n  ".join([str(error), *details]))  # noqa: TRY400 - traceback at DEBUG
             cls.logger.debug("Where it was raised:", exc_info=True)
             sys.exit(1)
 

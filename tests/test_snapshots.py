@@ -64,6 +64,9 @@ def test_fields_after_the_results_array_are_read() -> None:
         "expires_at": "2026-11-27T10:00:00.000000+00:00",
         "results_count": 2,
         "fetched_at": FETCHED_TEXT,
+        "mode": "async",
+        "object_type": None,
+        "submitted_at": None,
     }
     assert snapshot.results is not None
     assert list(iter_result_records(snapshot.results)) == [
@@ -78,6 +81,7 @@ def test_fields_after_the_results_array_are_read() -> None:
             "error_code": None,
             "error_message": None,
             "fetched_at": FETCHED_TEXT,
+            "source_key": None,
         },
         {
             "team_id": REF.team_id,
@@ -90,6 +94,7 @@ def test_fields_after_the_results_array_are_read() -> None:
             "error_code": "validation_error",
             "error_message": "email is invalid",
             "fetched_at": FETCHED_TEXT,
+            "source_key": None,
         },
     ]
     snapshot.close()
