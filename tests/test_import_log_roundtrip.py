@@ -116,3 +116,91 @@ def test_every_kind_of_import_comes_back_from_the_log(sandbox: Sandbox, tmp_path
     with read_import_log(str(log.path), now=utc_now(), state=state) as again:
         assert again.imports == []
         assert again.refs == []
+
+
+def _validators() -> tuple[Any, Any]:
+    from jsonschema import Draft202012Validator, FormatChecker  # noqa: PLC0415
+
+    from tap_prism_imports.streams import ImportJobsStream, ImportResultsStream  # noqa: PLC0415
+
+    checker = FormatChecker()
+    return (
+        Draft202012Validator(ImportJobsStream.schema, format_checker=checker),
+        Draft202012Validator(ImportResultsStream.schema, format_checker=checker),
+    )
+
+
+def test_the_tap_loads_every_import_from_the_log_exactly_once(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    from tap_runner import job_requests, run_tap  # noqa: PLC0415
+
+    log = ImportLog(tmp_path / "imports.jsonl")
+    served, job_id = make_imports(sandbox, log)
+    # The log alone: no team_id, no job_ids.
+    config = {"api_key": sandbox.api_key, "api_url": sandbox.base_url, "import_log": str(log.path)}
+
+    first = run_tap(config, sandbox=sandbox)
+    assert first.error is None, first.logs
+    by_mode = {job["mode"]: job for job in first.jobs}
+    assert sorted(job["mode"] for job in first.jobs) == ["async", "rejected", "sync"]
+    sync, rejected, followed = by_mode["sync"], by_mode["rejected"], by_mode["async"]
+    assert sync["job_id"].startswith("sync-")
+    assert (sync["status"], sync["object_type"]) == ("complete", "contact")
+    assert sync["submitted_at"] is not None
+    assert (rejected["status"], rejected["error_code"]) == ("failed", "http_409")
+    assert rejected["job_id"].startswith("rejected-")
+    assert followed["job_id"] == job_id
+    assert followed["status"] == "processing"
+    assert followed["object_type"] == "contact"
+    # Only the async job costs a request: sync and rejected imports come from the log.
+    assert job_requests(first) == [job_id]
+    rows = [r for r in first.results if r["job_id"] == sync["job_id"]]
+    assert [r["source_key"] for r in rows] == SYNC_KEYS
+    assert [r["record_id"] for r in rows] == [result["id"] for result in served]
+    assert [r["job_id"] for r in first.results] == [sync["job_id"]] * len(SYNC_KEYS)
+    jobs_schema, rows_schema = _validators()
+    for record in first.jobs:
+        jobs_schema.validate(record)
+    for record in first.results:
+        rows_schema.validate(record)
+
+    sandbox.advance_clock(10)  # the async job completes
+    second = run_tap(config, first.state, sandbox=sandbox)
+    assert second.error is None, second.logs
+    assert job_requests(second) == [job_id]
+    assert [(j["job_id"], j["status"]) for j in second.jobs] == [(job_id, "complete")]
+    assert [r["source_key"] for r in second.results] == ASYNC_KEYS
+    for record in second.results:
+        rows_schema.validate(record)
+
+    third = run_tap(config, second.state, sandbox=sandbox)
+    assert third.error is None, third.logs
+    assert third.requests == []
+    assert third.jobs == []
+    assert third.results == []
+
+
+def test_a_malformed_log_line_fails_the_run_naming_it_and_the_rest_still_loads(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    from tap_runner import run_tap  # noqa: PLC0415
+
+    from tap_prism_imports.run import JobsFailedError  # noqa: PLC0415
+
+    log = ImportLog(tmp_path / "imports.jsonl")
+    make_imports(sandbox, log)
+    with log.path.open("a", encoding="utf-8") as file:
+        file.write('{"v": 1, "team_id": "not-a-uuid"}\n')
+    broken_line = len(log.path.read_text(encoding="utf-8").splitlines())
+    config = {"api_key": sandbox.api_key, "api_url": sandbox.base_url, "import_log": str(log.path)}
+    first = run_tap(config, sandbox=sandbox)
+    assert isinstance(first.error, JobsFailedError)
+    assert f"{log.path}:{broken_line}" in str(first.error)
+    assert sorted(job["mode"] for job in first.jobs) == ["async", "rejected", "sync"]
+    # The line is not claimed: the next run reports it again, and emits nothing twice.
+    second = run_tap(config, first.state, sandbox=sandbox)
+    assert isinstance(second.error, JobsFailedError)
+    assert f"{log.path}:{broken_line}" in str(second.error)
+    assert [job["mode"] for job in second.jobs] == ["async"]
+    assert second.results == []
