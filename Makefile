@@ -42,8 +42,8 @@ $(MELTANO_VENV)/.installed:
 # The plugins of meltano.yml that the demo and most tests use, each in its own
 # environment under .meltano/ (again when pyproject.toml changes: the tap plugin needs its
 # new dependencies). Named, because a bare `meltano install` would install every plugin,
-# target-snowflake too.
-PLUGINS := tap-prism-imports target-jsonl target-duckdb target-postgres
+# target-snowflake too. tap-prism-imports-batch shares its parent's environment.
+PLUGINS := tap-prism-imports tap-prism-imports-batch target-jsonl target-duckdb target-postgres
 .meltano/.plugins-installed: meltano.yml pyproject.toml $(MELTANO_VENV)/.installed
 	$(MELTANO) install $(PLUGINS)
 	touch $@
