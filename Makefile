@@ -17,7 +17,7 @@ export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 export MELTANO_CLI_DISABLE_VERSION_CHECK := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help demo test lint pytest venv meltano plugins clean
+.PHONY: help demo test lint pytest venv meltano plugins snowflake-plugin clean
 
 help:
 	@echo "make demo   - run the demo (sandbox API -> Meltano -> DuckDB -> report)"
@@ -39,15 +39,24 @@ $(MELTANO_VENV)/.installed:
 	$(MELTANO_VENV)/bin/python -m pip install --quiet "meltano==$(MELTANO_VERSION)"
 	touch $@
 
-# The plugins of meltano.yml, each in its own environment under .meltano/ (again when
-# pyproject.toml changes: the tap plugin needs its new dependencies).
+# The plugins of meltano.yml that the demo and most tests use, each in its own
+# environment under .meltano/ (again when pyproject.toml changes: the tap plugin needs its
+# new dependencies). Named, because a bare `meltano install` would install every plugin,
+# target-snowflake too. tap-prism-imports-batch shares its parent's environment.
+PLUGINS := tap-prism-imports tap-prism-imports-batch target-jsonl target-duckdb target-postgres
 .meltano/.plugins-installed: meltano.yml pyproject.toml $(MELTANO_VENV)/.installed
-	$(MELTANO) install
+	$(MELTANO) install $(PLUGINS)
+	touch $@
+
+# target-snowflake only for its type-mapping test (tests/test_snowflake_types.py).
+.meltano/.snowflake-installed: meltano.yml $(MELTANO_VENV)/.installed
+	$(MELTANO) install target-snowflake
 	touch $@
 
 venv: $(VENV)/.installed
 meltano: $(MELTANO_VENV)/.installed
 plugins: .meltano/.plugins-installed
+snowflake-plugin: .meltano/.snowflake-installed
 
 demo: $(VENV)/.installed .meltano/.plugins-installed
 	bash scripts/demo.sh
@@ -59,7 +68,7 @@ lint: $(VENV)/.installed
 
 # PIPELINE_TESTS=required: the end-to-end tests fail, instead of skipping, when
 # Meltano, its plugins or the PostgreSQL server binaries are missing.
-pytest: $(VENV)/.installed .meltano/.plugins-installed
+pytest: $(VENV)/.installed .meltano/.plugins-installed .meltano/.snowflake-installed
 	PIPELINE_TESTS=required $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test: lint pytest
