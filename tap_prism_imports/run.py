@@ -151,8 +151,12 @@ class ImportRun:
             interruption=interruption,
         )
 
-    def steps(self) -> Generator[Step, None, None]:
-        """Each import to emit, in order: emit its snapshot (if any), then ``confirm`` it."""
+    def steps(self, *, hold: bool = False) -> Generator[Step, None, None]:
+        """Each import to emit, in order: emit its snapshot (if any), then ``confirm`` it.
+
+        A step's spool is released when the next step is asked for, unless ``hold``:
+        then the caller closes each step itself (batch files confirm steps later).
+        """
         for item in self._log.imports if self._log is not None else []:
             ref = JobRef(item.record["team_id"], item.job_id)
             snapshot = JobSnapshot(ref=ref, record=item.record, results=item.results)
@@ -163,7 +167,8 @@ class ImportRun:
             try:
                 yield step
             finally:
-                step.close()
+                if not hold:
+                    step.close()
         to_fetch = self._within_budget(self._refs_to_fetch())
         for outcome in self._pipeline.run(to_fetch):
             step = Step(outcome.index, outcome.ref, outcome.snapshot, outcome.error)
@@ -173,7 +178,8 @@ class ImportRun:
             try:
                 yield step
             finally:
-                step.close()
+                if not hold:
+                    step.close()
 
     def confirm(self, step: Step) -> None:
         """The step's records are all written: the ledger and summary may now say so."""

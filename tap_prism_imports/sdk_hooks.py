@@ -74,6 +74,13 @@ PRIVATE_SDK_SURFACE: tuple[PrivateName, ...] = (
         "Advances the child's replication-key bookmark for rows written as blocks.",
     ),
     PrivateName(
+        Stream,
+        "_write_batch_message",
+        ("self", "encoding", "manifest"),
+        "Announces import_results batch files written by the parent's run: in the SDK's "
+        "own flow a child's batches come one per job, from a per-record pass.",
+    ),
+    PrivateName(
         Tap,
         "_handle_termination",
         ("self", "signum", "frame"),
@@ -122,6 +129,21 @@ class SchemaOnceStream(Stream):
         if not self._schema_sent:
             self._schema_sent = True
             super()._write_schema_message()
+
+
+class AnnouncedBatchesStream(SchemaOnceStream):
+    """A stream whose batch files another stream writes: it only announces them."""
+
+    def announce_schema(self) -> None:
+        """The SCHEMA message, before this stream's first BATCH."""
+        self._write_schema_message()
+
+    def announce_batch(
+        self, encoding: t.Any, manifest: list[str], bookmark: dict[str, t.Any]
+    ) -> None:
+        """A BATCH message for files already written; ``bookmark`` advances the stream's."""
+        self._write_batch_message(encoding=encoding, manifest=manifest)
+        self._increment_stream_state(bookmark)
 
 
 @dataclass

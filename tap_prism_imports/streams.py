@@ -7,25 +7,28 @@ and resuming the generator, and only then is the job confirmed to the ledger.
 
 from __future__ import annotations
 
+import time
 import typing as t
 from dataclasses import dataclass
 
+import orjson
 from singer_sdk import typing as th
 from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
 from typing_extensions import override
 
+from tap_prism_imports.batch_files import RollingBatchFile, open_for_writing
 from tap_prism_imports.client import PrismStream
 from tap_prism_imports.import_log_reader import read_import_log
 from tap_prism_imports.job_refs import resolve_job_refs
 from tap_prism_imports.messages import PrismMessageWriter
-from tap_prism_imports.run import ImportRun, RunSettings
+from tap_prism_imports.run import ImportRun, RunSettings, Step
 from tap_prism_imports.sdk_hooks import (
+    AnnouncedBatchesStream,
     DirectRecordsStream,
     RationedStateStream,
     RecordLines,
-    SchemaOnceStream,
 )
 from tap_prism_imports.signals import Interruption, RunInterrupted, exit_for_signal
 from tap_prism_imports.snapshots import (
@@ -40,14 +43,17 @@ from tap_prism_imports.snapshots import (
 from tap_prism_imports.state import JobLedger, StateCheckpoints
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context, Record
     from singer_sdk.singerlib.encoding import GenericSingerWriter
+    from singer_sdk.streams import Stream
 
 # Direct writes go out in blocks this large rather than one flush per record.
 WRITE_BLOCK_BYTES = 1 << 20
+# In BATCH mode, pending jobs are announced (and claimed) at least this often.
+ROLL_SECONDS = 60.0
 
 
 @dataclass
@@ -154,42 +160,9 @@ class ImportJobsStream(RationedStateStream, PrismStream):
 
     @override
     def get_records(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
-        refs = resolve_job_refs(
-            self.config.get("job_ids") or [],
-            self.config.get("job_ids_file"),
-            self.config.get("team_id"),
-        )
-        log_spec = self.config.get("import_log")
-        ledger = JobLedger(self.stream_state)
-        if not refs and not log_spec and not ledger.logged_jobs(utc_now()):
-            self.logger.warning(
-                "No job refs configured: set `job_ids`, `job_ids_file` or `import_log`. "
-                "Nothing to extract."
-            )
+        run = self._start_run()
+        if run is None:
             return
-        import_log = None
-        if log_spec:
-            log_state = self.stream_state.setdefault("import_log", {})
-            import_log = read_import_log(log_spec, now=utc_now(), state=log_state)
-        checkpoints = self.link.checkpoints
-        # In batch mode records reach the target in BATCH messages written after the
-        # sync, so no state may go out before them.
-        checkpoints.final_only = self.get_batch_config(self.config) is not None
-        checkpoints.scale_to(len(ledger) + len(refs))
-        run = ImportRun(
-            refs,
-            ledger,
-            fetch=self.fetch_snapshot,
-            budget=self.request_budget,
-            settings=RunSettings.from_config(self.config),
-            workers=self.worker_count,
-            stop_requests=self.pacer.stop,
-            fatal_errors=(FatalAPIError,),
-            logger=self.logger,
-            interruption=self.link.interruption,
-            import_log=import_log,
-            claims_state=self.ABORT_AT_RECORD_COUNT is None,
-        )
         try:
             for step in run.steps():
                 if step.snapshot is not None:
@@ -206,16 +179,163 @@ class ImportJobsStream(RationedStateStream, PrismStream):
         except RunInterrupted:
             pass
         finally:
-            run.close()
-            checkpoints.unthrottled = True
-            if not checkpoints.final_only:
-                self.write_checkpoint()
+            self._end_run(run)
+
+    @override
+    def get_batches(
+        self, batch_config: t.Any, context: Context | None = None
+    ) -> Iterator[tuple[t.Any, list[str]]]:
+        """Batch files written straight from the spooled lines, rolled every N rows.
+
+        A job is confirmed only once its ``import_jobs`` record and all its rows are in
+        files that BATCH messages have announced; the STATE after that claims it.
+        """
+        results = self._results_stream
+        if not self._writes_batches_directly(batch_config):
+            # Field selection, or an encoding other than JSON Lines: the SDK's own path.
+            self.link.checkpoints.final_only = True
+            yield from super().get_batches(batch_config, context)
+            return
+        run = self._start_run()
+        if run is None:
+            return
+        encoding, storage = batch_config.encoding, batch_config.storage
+        gzipped = (encoding.compression or "").lower() == "gzip"
+
+        latest = {"fetched_at": None}  # the rows' bookmark: the last job written
+
+        def announce_rows(url: str) -> None:
+            results.announce_batch(encoding, [url], dict(latest))
+
+        def rolling(
+            stream_name: str, on_full: Callable[[str], None] | None = None
+        ) -> RollingBatchFile:
+            return RollingBatchFile(
+                open_file=lambda name: open_for_writing(storage.get_url(name)),
+                url_of=storage.get_url,
+                name=f"{storage.prefix or ''}{self.tap_name}--{stream_name}",
+                gzipped=gzipped,
+                rows_per_file=batch_config.batch_size,
+                on_full=on_full,
+            )
+
+        jobs_file, rows_file = rolling(self.name), rolling(results.name, announce_rows)
+        write_rows = results.selected
+        if write_rows:
+            results.announce_schema()
+        pending: list[Step] = []
+        rolled_at = time.monotonic()
+
+        def finish_rows() -> None:
+            url = rows_file.finish()
+            if url is not None:
+                announce_rows(url)
+
+        try:
+            for step in run.steps(hold=True):
+                pending.append(step)
+                snapshot = step.snapshot
+                if snapshot is not None:
+                    jobs_file.write(orjson.dumps(snapshot.record, option=orjson.OPT_APPEND_NEWLINE))
+                    if write_rows and snapshot.results is not None:
+                        latest["fetched_at"] = snapshot.record["fetched_at"]
+                        for block in snapshot.results.blocks(WRITE_BLOCK_BYTES):
+                            self.link.interruption.check()
+                            rows_file.write(block)
+                self.link.interruption.check()
+                if jobs_file.full or time.monotonic() - rolled_at > ROLL_SECONDS:
+                    finish_rows()
+                    yield from self._announce_jobs(jobs_file, encoding, run, pending)
+                    rolled_at = time.monotonic()
+            finish_rows()
+            yield from self._announce_jobs(jobs_file, encoding, run, pending)
+        except RunInterrupted:
+            pass
+        finally:
+            # Files not announced are left unclaimed: their jobs go out again next run.
+            jobs_file.finish()
+            rows_file.finish()
+            for step in pending:
+                step.close()
+            self._end_run(run)
+
+    def _announce_jobs(
+        self, jobs_file: RollingBatchFile, encoding: t.Any, run: ImportRun, pending: list[Step]
+    ) -> Iterator[tuple[t.Any, list[str]]]:
+        url = jobs_file.finish()
+        if url is not None:
+            yield encoding, [url]  # the SDK writes the BATCH message, then resumes here
+        for step in pending:
+            run.confirm(step)
+            step.close()
+        pending.clear()
+        self.write_checkpoint()
+
+    def _writes_batches_directly(self, batch_config: t.Any) -> bool:
+        results = self._results_stream
+        return (
+            batch_config.encoding.format == "jsonl"
+            and self.ABORT_AT_RECORD_COUNT is None  # --test samples through the SDK's path
+            and self.has_no_record_changes()
+            and (not results.selected or results.has_no_record_changes())
+        )
+
+    @property
+    def _results_stream(self) -> ImportResultsStream:
+        return t.cast("ImportResultsStream", self.child_streams[0])
+
+    def _start_run(self) -> ImportRun | None:
+        """The run of the configured jobs; ``None`` (and a warning) when nothing is."""
+        refs = resolve_job_refs(
+            self.config.get("job_ids") or [],
+            self.config.get("job_ids_file"),
+            self.config.get("team_id"),
+        )
+        log_spec = self.config.get("import_log")
+        ledger = JobLedger(self.stream_state)
+        if not refs and not log_spec and not ledger.logged_jobs(utc_now()):
+            self.logger.warning(
+                "No job refs configured: set `job_ids`, `job_ids_file` or `import_log`. "
+                "Nothing to extract."
+            )
+            return None
+        import_log = None
+        if log_spec:
+            log_state = self.stream_state.setdefault("import_log", {})
+            import_log = read_import_log(log_spec, now=utc_now(), state=log_state)
+        self.link.checkpoints.scale_to(len(ledger) + len(refs))
+        return ImportRun(
+            refs,
+            ledger,
+            fetch=self.fetch_snapshot,
+            budget=self.request_budget,
+            settings=RunSettings.from_config(self.config),
+            workers=self.worker_count,
+            stop_requests=self.pacer.stop,
+            fatal_errors=(FatalAPIError,),
+            logger=self.logger,
+            interruption=self.link.interruption,
+            import_log=import_log,
+            claims_state=self.ABORT_AT_RECORD_COUNT is None,
+        )
+
+    def _end_run(self, run: ImportRun) -> None:
+        """The summary, the final STATE; then the exit a signal asked for, or the failures."""
+        run.close()
+        checkpoints = self.link.checkpoints
+        checkpoints.unthrottled = True
+        if not checkpoints.final_only:
+            self.write_checkpoint()
         if self.link.interruption.is_set():
             exit_for_signal(self.link.interruption)
         run.raise_for_failures()
 
+    def has_no_record_changes(self) -> bool:
+        """Whether no stream map, flattening or field selection changes this stream's records."""
+        return _unchanged_by_maps_and_selection(self)
 
-class ImportResultsStream(DirectRecordsStream, SchemaOnceStream, RationedStateStream):
+
+class ImportResultsStream(DirectRecordsStream, AnnouncedBatchesStream, RationedStateStream):
     """One record per row of a job's import: created, matched (existing) or failed."""
 
     name = "import_results"
@@ -295,17 +415,16 @@ class ImportResultsStream(DirectRecordsStream, SchemaOnceStream, RationedStateSt
 
     def writes_records_directly(self) -> bool:
         """Whether records can skip the SDK's per-record path: nothing would change them."""
-        maps = self.stream_maps
         return (
             self.selected
             and isinstance(self.link.writer, PrismMessageWriter)
             and self.ABORT_AT_RECORD_COUNT is None
-            and len(maps) == 1
-            and type(maps[0]) is SameRecordTransform
-            and not maps[0].flattening_enabled
-            and maps[0].stream_alias == self.name
-            and all(self.mask.get(("properties", name), True) for name in self.schema["properties"])
+            and self.has_no_record_changes()
         )
+
+    def has_no_record_changes(self) -> bool:
+        """Whether no stream map, flattening or field selection changes this stream's records."""
+        return _unchanged_by_maps_and_selection(self)
 
     @override
     def record_lines(self, context: Context | None) -> RecordLines | None:
@@ -320,3 +439,14 @@ class ImportResultsStream(DirectRecordsStream, SchemaOnceStream, RationedStateSt
             bookmark={"fetched_at": snapshot.record["fetched_at"]},
             interruption=self.link.interruption,
         )
+
+
+def _unchanged_by_maps_and_selection(stream: Stream) -> bool:
+    maps = stream.stream_maps
+    return (
+        len(maps) == 1
+        and type(maps[0]) is SameRecordTransform
+        and not maps[0].flattening_enabled
+        and maps[0].stream_alias == stream.name
+        and all(stream.mask.get(("properties", name), True) for name in stream.schema["properties"])
+    )

@@ -149,6 +149,16 @@ class TapPrismImports(SignalAwareTap):
         # Before the SDK installs the signal handlers that use it.
         self.interruption = Interruption()
         super().__init__(**kwargs)
+        if self.config.get("batch_config") and (
+            self.config.get("stream_maps") or self.config.get("flattening_enabled")
+        ):
+            setting = "stream_maps" if self.config.get("stream_maps") else "flattening_enabled"
+            msg = (
+                f"`batch_config` cannot be combined with `{setting}`: the SDK applies stream "
+                "maps and flattening to RECORD messages only, never to batch files. Remove "
+                f"`{setting}`, or `batch_config` (then records go out as RECORD messages)."
+            )
+            raise ConfigValidationError(msg, errors=[msg])
         for stream_name in self.streams:
             logging.getLogger(f"{self.name}.{stream_name}").addFilter(_QuietAborts())
 
