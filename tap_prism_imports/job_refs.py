@@ -120,7 +120,8 @@ def read_job_refs_file(path: str) -> list[tuple[str, str]]:
     """Return ``(where, ref)`` pairs from a refs file, skipping blank lines and comments."""
     refs: list[tuple[str, str]] = []
     try:
-        with Path(path).open(encoding="utf-8") as lines:
+        # utf-8-sig: files saved by Windows editors start with a byte order mark.
+        with Path(path).open(encoding="utf-8-sig") as lines:
             line_number = 0
             while line := lines.readline(MAX_REF_LENGTH + 2):
                 line_number += 1
