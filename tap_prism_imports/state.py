@@ -198,7 +198,7 @@ class JobLedger:
         record = snapshot.record
         expires_at = record["expires_at"]
         if expires_at is None and record["created_at"] is not None:
-            expires_at = format_datetime(parse_datetime(record["created_at"]) + RETENTION)
+            expires_at = _retained_until(record["created_at"])
         self._jobs[snapshot.ref.key] = {
             "status": record["status"],
             "requested_at": record["fetched_at"],
@@ -257,7 +257,16 @@ def _past_retention(entry: dict[str, t.Any], now: datetime.datetime) -> bool:
         return True
     if expires_at is not None:
         return parse_datetime(expires_at) <= now
-    return requested_at is not None and parse_datetime(requested_at) + RETENTION <= now
+    retained_until = None if requested_at is None else _retained_until(requested_at)
+    return retained_until is not None and parse_datetime(retained_until) <= now
+
+
+def _retained_until(moment: str) -> str | None:
+    """Seven days after ``moment``; ``None`` past the calendar's end (year 9999)."""
+    try:
+        return format_datetime(parse_datetime(moment) + RETENTION)
+    except OverflowError:
+        return None
 
 
 class StateCheckpoints:

@@ -4,6 +4,7 @@ that proves nothing gets its job requested, never skipped."""
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_prism_imports.job_refs import JobRef
+from tap_prism_imports.snapshots import parse_snapshot
 from tap_prism_imports.state import (
     JobLedger,
     StateValidationError,
@@ -23,8 +25,6 @@ from tap_prism_imports.state import (
 )
 
 if t.TYPE_CHECKING:
-    import io
-
     from tap_prism_imports.sandbox import Sandbox
 
 TEAM = "1f0c6a52-8a3e-4d5f-9b1c-2d3e4f5a6b7c"
@@ -317,3 +317,13 @@ def test_the_command_requests_a_job_whose_entry_proves_nothing(
     records = [json.loads(line) for line in result.stdout.splitlines()]
     rows = [m for m in records if m["type"] == "RECORD" and m["stream"] == "import_results"]
     assert len(rows) == 3
+
+
+def test_dates_at_the_end_of_the_calendar_do_not_crash_the_ledger() -> None:
+    end = "9999-12-31T23:59:59.000000+00:00"
+    ledger = ledger_of({REF.key: {"status": "processing", "requested_at": end}})
+    assert ledger.needs_request(REF, NOW, refresh_terminal=False)
+    body = json.dumps({"status": "complete", "total": 0, "created_at": end}).encode()
+    snapshot = parse_snapshot(io.BytesIO(body), REF, NOW)
+    ledger.record_snapshot(snapshot)
+    assert not ledger.needs_request(REF, NOW, refresh_terminal=False)
