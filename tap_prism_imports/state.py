@@ -58,7 +58,7 @@ class StateValidationError(ConfigValidationError):
         super().__init__(" ".join(errors), errors=errors)
 
 
-def read_state_file(file: t.TextIO) -> io.StringIO:
+def read_state_file(file: t.IO[str]) -> io.StringIO:
     """Check a ``--state`` file before the SDK parses it; the same text, ready to read.
 
     Errors name the file: the SDK's own message for a broken file names neither the
