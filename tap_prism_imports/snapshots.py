@@ -63,6 +63,15 @@ _SURROGATE_ESCAPE = re.compile(
     rb"|(?P<lone>\\u[dD][89a-fA-F][0-9a-fA-F]{2}))"
 )
 _REPLACEMENT_ESCAPE = b"\\ufffd"
+# A record line's string record_id that is not a UUID. Hex digits and dashes need no
+# escaping, so a UUID is always written as exactly these 36 characters; the key itself
+# cannot occur inside a string, where its quotes would be escaped.
+_RECORD_ID_NOT_UUID = re.compile(
+    rb'"record_id":"(?![0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")'
+)
+_UUID_LENGTH = 36
+_UUID_DASHES = (8, 13, 18, 23)
+_UUID_CHARACTERS = b"0123456789abcdefABCDEF-"
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 # Values from the body quoted in warnings and errors are cut to this length.
 _SHOWN_CHARACTERS = 100
@@ -206,7 +215,8 @@ class _ParserSafeBody:
             if cut > 0:
                 break
             self._pending = data
-        if b"\\u" in data and _SURROGATE_ESCAPE_HINT.search(data):
+        # A one-byte search is a memchr; most bodies have no backslash at all.
+        if b"\\" in data and _SURROGATE_ESCAPE_HINT.search(data):
             data, cut = self._replace_lone_surrogates(data, cut)
         head, self._pending = data[:cut], data[cut:]
         self._check_digit_runs(head)
@@ -274,10 +284,12 @@ class _BodyWalker:
         head = {"team_id": self.ref.team_id, "job_id": self.ref.job_id}
         fetched_at = self.fetched_at
         dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-        is_uuid = UUID_PATTERN.fullmatch
         record_id = created = existing = error_code = error_message = None
         has_error = False
-        ids_not_uuid = wrong_types = 0
+        wrong_types = 0
+        # String record ids of the rows in ``lines``, checked together per block.
+        ids: list[str] = []
+        add_id = ids.append
         lines: list[bytes] = []
         outcomes: list[str | None] = []
         index = 0
@@ -312,18 +324,17 @@ class _BodyWalker:
                 record_id = created = existing = error_code = error_message = None
                 has_error = False
                 if len(lines) >= SPOOL_BLOCK_ROWS:
-                    self._spool_block(spool, lines, outcomes)
+                    self._spool_block(spool, lines, outcomes, ids)
             elif prefix.startswith("results.item."):
                 name = prefix[13:]
                 # A wrong-typed value is counted once: at its scalar or its start event.
                 if name == "id":
-                    if event == "string" and is_uuid(value):
+                    if event == "string":
                         record_id = value
+                        add_id(value)
                     else:
                         record_id = None
-                        if event == "string":
-                            ids_not_uuid += 1
-                        elif event not in _NO_VALUE_EVENTS:
+                        if event not in _NO_VALUE_EVENTS:
                             wrong_types += 1
                 elif name == "created":
                     if event == "boolean":
@@ -357,7 +368,7 @@ class _BodyWalker:
                     msg = "results is not a list"
                     raise InvalidSnapshotError(msg)
                 elif spool is not None and lines:
-                    self._spool_block(spool, lines, outcomes)
+                    self._spool_block(spool, lines, outcomes, ids)
             elif not prefix:
                 if not seen_root and event != "start_map":
                     msg = "the body is not a JSON object"
@@ -369,29 +380,55 @@ class _BodyWalker:
                 top["error"] = True
             elif prefix in _TOP_FIELDS and event in _CONTAINER_EVENTS:
                 top[prefix] = _Container(event)
-        self.ids_not_uuid, self.wrong_types = ids_not_uuid, wrong_types
+        self.wrong_types = wrong_types
 
     def _spool_block(
-        self, spool: ResultsSpool, lines: list[bytes], outcomes: list[str | None]
+        self,
+        spool: ResultsSpool,
+        lines: list[bytes],
+        outcomes: list[str | None],
+        record_ids: list[str],
     ) -> None:
         block = b"".join(lines)
-        # One scan per block: NUL in a row's text is rare, and costly only then.
-        if _NUL_ESCAPE in block:
-            block = b"".join(map(self._without_nul, lines))
+        # A few C-level scans per block, not a check per row: bad values are rare, and
+        # cost a re-encoding of their block's lines only.
+        if _NUL_ESCAPE in block or not _all_uuids(record_ids):
+            block = b"".join(map(self._repaired, lines))
         spool.append_block(block, len(lines), outcomes)
         lines.clear()
         outcomes.clear()
+        record_ids.clear()
 
-    def _without_nul(self, line: bytes) -> bytes:
-        if _NUL_ESCAPE not in line:
+    def _repaired(self, line: bytes) -> bytes:
+        """The record line with a non-UUID record_id nulled and NUL removed from its text."""
+        if _NUL_ESCAPE not in line and not _RECORD_ID_NOT_UUID.search(line):
             return line
         record = orjson.loads(line)
+        record_id = record["record_id"]
+        if record_id is not None and not UUID_PATTERN.fullmatch(record_id):
+            record["record_id"] = None
+            self.ids_not_uuid += 1
         for name in _ROW_TEXT_FIELDS:
             value = record[name]
             if isinstance(value, str) and "\x00" in value:
                 record[name] = value.replace("\x00", "")
                 self.nul_values += 1
         return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def _all_uuids(values: list[str]) -> bool:
+    """Whether every value is a UUID (8-4-4-4-12 hex digits), in a few C-level passes."""
+    joined = "".join(values)
+    count = len(values)
+    if len(joined) != _UUID_LENGTH * count or not joined.isascii():
+        return False
+    text = joined.encode("ascii")
+    dashes = b"-" * count
+    return (
+        all(text[position::_UUID_LENGTH] == dashes for position in _UUID_DASHES)
+        and text.count(b"-") == len(_UUID_DASHES) * count
+        and not text.translate(None, _UUID_CHARACTERS)
+    )
 
 
 class _Container:

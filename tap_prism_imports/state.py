@@ -9,6 +9,9 @@ so a STATE message never claims more than the records before it.
 from __future__ import annotations
 
 import datetime
+import decimal
+import io
+import json
 import time
 import typing as t
 
@@ -16,6 +19,7 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from tap_prism_imports.job_refs import JobRef
 from tap_prism_imports.snapshots import (
+    JOB_STATUSES,
     TERMINAL_STATUSES,
     format_datetime,
     normalize_datetime,
@@ -29,81 +33,141 @@ if t.TYPE_CHECKING:
 
 STATE_FORMAT_VERSION = 1
 NOT_FOUND = "not_found"
-KNOWN_STATUSES = frozenset({"complete", "processing", "failed", NOT_FOUND})
-JOBS_STREAM = "import_jobs"
+KNOWN_STATUSES = frozenset({*JOB_STATUSES, NOT_FOUND})
 # The API keeps async jobs 7 days; an entry past that can only ever answer 404.
 RETENTION = datetime.timedelta(days=7)
+STREAM = "import_jobs"
+MAX_ERRORS_SHOWN = 10
+# How errors name a state that came as a dict, not a file.
+STATE_GIVEN = "the state"
+_RUN_WITHOUT_STATE = (
+    "Run without state (every configured job is requested again; rows already loaded "
+    "are upserted, not duplicated)"
+)
 
 
-class InvalidStateError(ConfigValidationError):
-    """The incoming state cannot be read; nothing was requested."""
+class StateValidationError(ConfigValidationError):
+    """The state given to the tap cannot be read; raised before any request."""
 
-    def __init__(self, key: str, problem: str) -> None:
-        msg = (
-            f"The state's `{key}` {problem}. Fix or remove that key in the state, or run "
-            "without state (every configured job is then requested again; rows are upserted "
-            "on their keys, so nothing is duplicated)."
+    def __init__(self, source: str, problems: list[str], *, whole: bool = False) -> None:
+        shown = problems[:MAX_ERRORS_SHOWN]
+        if len(problems) > MAX_ERRORS_SHOWN:
+            shown.append(f"... and {len(problems) - MAX_ERRORS_SHOWN} more")
+        fix = "or fix the file" if whole else "or fix or remove that key"
+        errors = [*(f"{source}: {problem}" for problem in shown), f"{_RUN_WITHOUT_STATE}, {fix}."]
+        super().__init__(" ".join(errors), errors=errors)
+
+
+def read_state_file(file: t.IO[str]) -> io.StringIO:
+    """Check a ``--state`` file before the SDK parses it; the same text, ready to read.
+
+    Errors name the file: the SDK's own message for a broken file names neither the
+    file nor what to do.
+    """
+    source = f"state file {getattr(file, 'name', '?')!r}"
+    try:
+        text = file.read()
+    except UnicodeDecodeError as error:
+        problem = f"is not UTF-8 text ({error})."
+        raise StateValidationError(source, [problem], whole=True) from error
+    # A BOM (Windows editors) is no JSON; the SDK would refuse it.
+    text = text.removeprefix("\ufeff")
+    if not text.strip():
+        raise StateValidationError(source, ["is empty; a state is a JSON object."], whole=True)
+    try:
+        state = json.loads(text, parse_float=decimal.Decimal)
+    except json.JSONDecodeError as error:
+        problem = f"is not JSON: {error.msg} at line {error.lineno} column {error.colno}."
+        raise StateValidationError(source, [problem], whole=True) from error
+    validate_state(state, source)
+    return io.StringIO(text)
+
+
+def validate_state(state: object, source: str = STATE_GIVEN) -> None:
+    """Raise ``StateValidationError`` naming each key the tap (or the SDK) cannot read.
+
+    Entries that are objects but lack a known status or a readable date are not
+    errors: the job is then requested, as if new.
+    """
+    if not isinstance(state, dict):
+        problem = f"is {_kind(state)}, not a JSON object."
+        raise StateValidationError(source, [problem], whole=True)
+    problems: list[str] = []
+    bookmarks = state.get("bookmarks", {})
+    if not isinstance(bookmarks, dict):
+        problems.append(f"bookmarks is {_kind(bookmarks)}, not an object.")
+        raise StateValidationError(source, problems)
+    # The SDK reads every stream's bookmark as an object.
+    for stream, stream_state in bookmarks.items():
+        if not isinstance(stream_state, dict):
+            where = _key_path("bookmarks", stream)
+            problems.append(f"{where} is {_kind(stream_state)}, not an object.")
+    jobs_state = bookmarks.get(STREAM)
+    if isinstance(jobs_state, dict):
+        problems += _ledger_problems(jobs_state, _key_path("bookmarks", STREAM))
+    if problems:
+        raise StateValidationError(source, problems)
+
+
+def _ledger_problems(stream_state: dict[str, t.Any], where: str) -> list[str]:
+    problems: list[str] = []
+    version = stream_state.get("jobs_format", STATE_FORMAT_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int):
+        problems.append(
+            f"{where}.jobs_format is {_kind(version)} {_shown(version)}, not an integer "
+            f"(this version of tap-prism-imports writes {STATE_FORMAT_VERSION})."
         )
-        super().__init__(msg, errors=[msg])
-
-
-def validate_state(state: object) -> None:
-    """Check the shape of an incoming state before any request; raise naming the key."""
-    problem = _shape_problem(state)
-    if problem is not None:
-        raise InvalidStateError(*problem)
-    jobs_format = t.cast("dict[str, t.Any]", state).get("bookmarks", {}).get(JOBS_STREAM, {})
-    version = jobs_format.get("jobs_format", STATE_FORMAT_VERSION)
-    if version != STATE_FORMAT_VERSION:
-        msg = (
-            f"The state's jobs_format {version!r} was written by another version of "
+    elif version != STATE_FORMAT_VERSION:
+        problems.append(
+            f"{where}.jobs_format {version!r} was written by another version of "
             f"tap-prism-imports (this one reads {STATE_FORMAT_VERSION}); "
             "upgrade the tap or run without state."
         )
-        raise ConfigValidationError(msg, errors=[msg])
-
-
-def _shape_problem(state: object) -> tuple[str, str] | None:  # noqa: PLR0911 - one per key
-    """The first key of ``state`` whose value has the wrong shape, and what is wrong."""
-    if not isinstance(state, dict):
-        return "(top level)", f"is {_kind(state)}, not a JSON object"
-    bookmarks = state.get("bookmarks", {})
-    if not isinstance(bookmarks, dict):
-        return "bookmarks", f"is {_kind(bookmarks)}, not an object"
-    for stream, stream_state in bookmarks.items():
-        if not isinstance(stream_state, dict):
-            return f"bookmarks.{stream}", f"is {_kind(stream_state)}, not an object"
-    key = f"bookmarks.{JOBS_STREAM}"
-    jobs_state = bookmarks.get(JOBS_STREAM, {})
-    version = jobs_state.get("jobs_format", STATE_FORMAT_VERSION)
-    if isinstance(version, bool) or not isinstance(version, int):
-        return f"{key}.jobs_format", f"is {version!r}, not an integer"
-    import_log = jobs_state.get("import_log", {})
+    import_log = stream_state.get("import_log", {})
     if not isinstance(import_log, dict):
-        return f"{key}.import_log", f"is {_kind(import_log)}, not an object"
-    jobs = jobs_state.get("jobs", {})
+        problems.append(f"{where}.import_log is {_kind(import_log)}, not an object.")
+    jobs = stream_state.get("jobs", {})
     if not isinstance(jobs, dict):
-        return f"{key}.jobs", f"is {_kind(jobs)}, not an object"
-    for job, entry in jobs.items():
-        if not isinstance(entry, dict):
-            return f'{key}.jobs["{job}"]', f"is {_kind(entry)}, not an object"
-    return None
+        problems.append(f"{where}.jobs is {_kind(jobs)}, not an object of job entries.")
+        return problems
+    problems += [
+        f"{_key_path(where + '.jobs', key)} is {_kind(entry)}, not an object."
+        for key, entry in jobs.items()
+        if not isinstance(entry, dict)
+    ]
+    return problems
+
+
+def _key_path(parent: str, key: str) -> str:
+    return f"{parent}.{key}" if key.isidentifier() else f"{parent}[{json.dumps(key)}]"
 
 
 def _kind(value: object) -> str:
-    names = {str: "a string", list: "a list", int: "a number", float: "a number"}
-    if value is None:
-        return "null"
-    return names.get(type(value), type(value).__name__)
+    kinds = {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        decimal.Decimal: "a number",
+    }
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
+def _shown(value: object) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."  # noqa: PLR2004
 
 
 class JobLedger:
-    """Per-job progress, kept inside the SDK's state dict and updated in place.
-
-    The state was checked by ``validate_state`` before the run.
-    """
+    """Per-job progress, kept inside the SDK's state dict and updated in place."""
 
     def __init__(self, stream_state: dict[str, t.Any]) -> None:
+        # Also checked here: state can reach the stream without validate_state.
+        problems = _ledger_problems(stream_state, _key_path("bookmarks", STREAM))
+        if problems:
+            raise StateValidationError(STATE_GIVEN, problems)
         stream_state["jobs_format"] = STATE_FORMAT_VERSION
         self._jobs: dict[str, dict[str, t.Any]] = stream_state.setdefault("jobs", {})
 
@@ -111,32 +175,33 @@ class JobLedger:
         return len(self._jobs)
 
     def status(self, ref: JobRef) -> str | None:
+        """The last status seen, or ``None`` if none known (an unknown value counts as none)."""
         entry = self._jobs.get(ref.key)
-        return None if entry is None else entry.get("status")
+        status = None if entry is None else entry.get("status")
+        return status if _is_known_status(status) else None
 
     def requested_at(self, ref: JobRef) -> str:
-        """When the job was last requested ('' if never), for oldest-first budgeting."""
+        """When the job was last requested ('' if never or unreadable), for oldest-first."""
         entry = self._jobs.get(ref.key)
-        return "" if entry is None else str(entry.get("requested_at") or "")
+        return (entry is not None and normalize_datetime(entry.get("requested_at"))) or ""
 
     def is_expired(self, ref: JobRef, now: datetime.datetime) -> bool:
         entry = self._jobs.get(ref.key)
-        return entry is not None and _is_complete(entry) and _past_retention(entry, now)
+        return entry is not None and _past_retention(entry, now)
 
     def needs_request(self, ref: JobRef, now: datetime.datetime, *, refresh_terminal: bool) -> bool:
-        entry = self._jobs.get(ref.key)
-        if entry is None or not _is_complete(entry):
-            # Nothing reliable is known of the job: it is requested, never skipped.
-            return True
-        if _past_retention(entry, now):
+        if self.is_expired(ref, now):
             return False
-        return refresh_terminal or entry.get("status") not in TERMINAL_STATUSES
+        entry = self._jobs.get(ref.key)
+        if entry is None or not is_complete_entry(entry):
+            return True
+        return refresh_terminal or entry["status"] not in TERMINAL_STATUSES
 
     def record_snapshot(self, snapshot: JobSnapshot) -> None:
         record = snapshot.record
         expires_at = record["expires_at"]
         if expires_at is None and record["created_at"] is not None:
-            expires_at = format_datetime(parse_datetime(record["created_at"]) + RETENTION)
+            expires_at = _retained_until(record["created_at"])
         self._set(
             snapshot.ref,
             status=record["status"],
@@ -166,14 +231,19 @@ class JobLedger:
 
     def logged_job(self, ref: JobRef) -> dict[str, t.Any] | None:
         entry = self._jobs.get(ref.key)
-        return None if entry is None else entry.get("log")
+        logged = None if entry is None else entry.get("log")
+        return logged if isinstance(logged, dict) else None
 
     def logged_jobs(self, now: datetime.datetime) -> list[JobRef]:
         """Jobs the import log handed over in earlier runs, while the API may still keep them."""
         refs = []
         for key, entry in self._jobs.items():
-            submitted_at = normalize_datetime((entry.get("log") or {}).get("submitted_at"))
-            if submitted_at is not None and parse_datetime(submitted_at) + RETENTION > now:
+            logged = entry.get("log")
+            submitted_at = (
+                normalize_datetime(logged.get("submitted_at")) if isinstance(logged, dict) else None
+            )
+            retained_until = None if submitted_at is None else _retained_until(submitted_at)
+            if retained_until is not None and parse_datetime(retained_until) > now:
                 team_id, _, job_id = key.partition("/")
                 refs.append(JobRef(team_id, job_id))
         return refs
@@ -184,35 +254,55 @@ class JobLedger:
         entry["requested_at"] = format_datetime(requested_at)
 
     def prune(self, configured: Collection[str], now: datetime.datetime) -> None:
-        """Drop entries of jobs no longer configured that can no longer be fetched."""
-        # An incomplete entry of a job no longer configured can tell nothing to anyone.
+        """Drop entries of jobs no longer configured that can no longer be fetched.
+
+        An incomplete entry of an unconfigured job goes too: were the job configured
+        again, it would be requested as new, just as with the incomplete entry.
+        """
         stale = [
             key
             for key, entry in self._jobs.items()
-            if key not in configured and (not _is_complete(entry) or _past_retention(entry, now))
+            if key not in configured
+            and (not is_complete_entry(entry) or _past_retention(entry, now))
         ]
         for key in stale:
             del self._jobs[key]
 
 
-def _is_complete(entry: dict[str, t.Any]) -> bool:
-    """A known status and a readable ``expires_at`` or ``requested_at``: safe to act on."""
-    return entry.get("status") in KNOWN_STATUSES and (
+def is_complete_entry(entry: dict[str, t.Any]) -> bool:
+    """Whether an entry can decide anything: a known status and a readable date."""
+    return _is_known_status(entry.get("status")) and (
         normalize_datetime(entry.get("expires_at")) is not None
         or normalize_datetime(entry.get("requested_at")) is not None
     )
 
 
+def _is_known_status(status: object) -> t.TypeGuard[str]:
+    return isinstance(status, str) and status in KNOWN_STATUSES
+
+
 def _past_retention(entry: dict[str, t.Any], now: datetime.datetime) -> bool:
-    """Whether the API can only answer 404 for the job (of a complete entry): known gone,
-    or past 7 days."""
-    if entry.get("status") == NOT_FOUND:
-        return True
+    """Whether the API can only answer 404 for the job: known gone, or past 7 days.
+
+    Only what the entry proves counts: without a readable date nothing is known,
+    and the job is requested rather than silently skipped.
+    """
     expires_at = normalize_datetime(entry.get("expires_at"))
+    requested_at = normalize_datetime(entry.get("requested_at"))
+    if entry.get("status") == NOT_FOUND and (expires_at or requested_at):
+        return True
     if expires_at is not None:
         return parse_datetime(expires_at) <= now
-    requested_at = normalize_datetime(entry.get("requested_at"))
-    return requested_at is not None and parse_datetime(requested_at) + RETENTION <= now
+    retained_until = None if requested_at is None else _retained_until(requested_at)
+    return retained_until is not None and parse_datetime(retained_until) <= now
+
+
+def _retained_until(moment: str) -> str | None:
+    """Seven days after ``moment``; ``None`` past the calendar's end (year 9999)."""
+    try:
+        return format_datetime(parse_datetime(moment) + RETENTION)
+    except OverflowError:
+        return None
 
 
 class StateCheckpoints:

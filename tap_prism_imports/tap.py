@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import os
 import sys
@@ -25,7 +23,7 @@ from tap_prism_imports.messages import PrismMessageWriter
 from tap_prism_imports.run import JobsFailedError
 from tap_prism_imports.sdk_hooks import SignalAwareTap
 from tap_prism_imports.signals import Interruption
-from tap_prism_imports.state import StateCheckpoints, validate_state
+from tap_prism_imports.state import StateCheckpoints, read_state_file, validate_state
 
 # Errors whose message says what went wrong and how to fix it: no traceback unless DEBUG.
 EXPLAINED_ERRORS = (ConfigValidationError, FatalAPIError, JobsFailedError)
@@ -165,10 +163,10 @@ class TapPrismImports(SignalAwareTap):
     @classmethod
     @override
     def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:
-        state = kwargs.get("state")
-        if state is not None:
-            kwargs["state"] = io.StringIO(cls._readable_state(state))
         try:
+            if kwargs.get("state") is not None:
+                # Before the SDK parses it: a broken file must be named, with the fix.
+                kwargs["state"] = read_state_file(kwargs["state"])
             super().invoke(*args, **kwargs)
         except BrokenPipeError:
             # Later writes (and the flush at exit) would raise again.
@@ -184,22 +182,6 @@ class TapPrismImports(SignalAwareTap):
             cls.logger.error("%s", "\n  ".join([str(error), *details]))  # noqa: TRY400 - traceback at DEBUG
             cls.logger.debug("Where it was raised:", exc_info=True)
             sys.exit(1)
-
-    @classmethod
-    def _readable_state(cls, state: t.IO[str]) -> str:
-        text = state.read()
-        try:
-            json.loads(text)
-        except ValueError as error:
-            cls.logger.error(  # noqa: TRY400 - the message is the whole story
-                "The state file %s is not valid JSON (%s). Fix it, or run without state "
-                "(every configured job is then requested again; rows are upserted on their "
-                "keys, so nothing is duplicated).",
-                getattr(state, "name", "given with --state"),
-                error,
-            )
-            sys.exit(1)
-        return text
 
     @override
     def load_state(self, state: dict[str, t.Any]) -> None:

@@ -127,65 +127,6 @@ def test_an_unreachable_api_stops_the_run_naming_api_url(tmp_path: Path) -> None
     assert len(_ledger(state)) < len(jobs)
 
 
-@pytest.mark.parametrize(
-    ("state", "key"),
-    [
-        ({"bookmarks": []}, "`bookmarks`"),
-        ({"bookmarks": {"import_jobs": "x"}}, "`bookmarks.import_jobs`"),
-        ({"bookmarks": {"import_jobs": {"jobs": "x"}}}, "`bookmarks.import_jobs.jobs`"),
-        ({"bookmarks": {"import_jobs": {"jobs": []}}}, "`bookmarks.import_jobs.jobs`"),
-        ({"bookmarks": {"import_jobs": {"jobs": {"a/b": "x"}}}}, 'jobs["a/b"]`'),
-        (
-            {"bookmarks": {"import_jobs": {"jobs_format": "1"}}},
-            "`bookmarks.import_jobs.jobs_format`",
-        ),
-    ],
-)
-def test_a_damaged_state_fails_naming_its_key_before_any_request(
-    sandbox: Sandbox, tmp_path: Path, state: dict[str, t.Any], key: str
-) -> None:
-    config = {"api_key": sandbox.api_key, "api_url": sandbox.base_url, "job_ids": ["x/y"]}
-    config["job_ids"] = [sandbox.ref(sandbox.add_job(rows=3))]
-    sandbox.clear_requests()
-    result = run_cli(tmp_path, config, state=state)
-    assert result.returncode != 0
-    assert key in result.stderr
-    assert "run without state" in result.stderr
-    assert "Traceback" not in result.stderr.split(key, 1)[0]
-    assert sandbox.requests == []
-
-
-@pytest.mark.parametrize(
-    "entry",
-    [
-        {},
-        {"status": "processing"},
-        {"status": "complete"},
-        {"status": "complete", "requested_at": "yesterday", "expires_at": "soon"},
-        {"status": "weird", "requested_at": "2026-11-30T00:00:00Z"},
-    ],
-)
-def test_an_incomplete_ledger_entry_means_the_job_is_requested_not_skipped(
-    sandbox: Sandbox, tmp_path: Path, entry: dict[str, t.Any]
-) -> None:
-    job = sandbox.add_job(rows=3)
-    config = {
-        "api_key": sandbox.api_key,
-        "api_url": sandbox.base_url,
-        "job_ids": [sandbox.ref(job)],
-    }
-    state = {"bookmarks": {"import_jobs": {"jobs_format": 1, "jobs": {sandbox.ref(job): entry}}}}
-    result = run_cli(tmp_path, config, state=state)
-    assert result.returncode == 0, result.stderr
-    rows = [
-        m
-        for m in map(json.loads, result.stdout.splitlines())
-        if m["type"] == "RECORD" and m["stream"] == "import_results"
-    ]
-    assert len(rows) == 3
-    assert [r["job_id"] for r in sandbox.requests if r.get("job_id")] == [job]
-
-
 def test_a_job_ids_file_with_a_byte_order_mark_is_read(sandbox: Sandbox, tmp_path: Path) -> None:
     job = sandbox.add_job(rows=2)
     refs = tmp_path / "refs.txt"
@@ -195,20 +136,6 @@ def test_a_job_ids_file_with_a_byte_order_mark_is_read(sandbox: Sandbox, tmp_pat
     assert result.returncode == 0, result.stderr
     records = [line for line in result.stdout.splitlines() if line.startswith('{"type":"RECORD"')]
     assert sum('"stream":"import_results"' in line for line in records) == 2
-
-
-def test_a_state_file_that_is_not_json_names_the_file(sandbox: Sandbox, tmp_path: Path) -> None:
-    state_path = tmp_path / "damaged-state.json"
-    state_path.write_text('{"bookmarks": {"import_jobs": ', encoding="utf-8")
-    config = {"api_key": sandbox.api_key, "api_url": sandbox.base_url, "job_ids": ["a/b"]}
-    command = [*cli_command(tmp_path, config, None), "--state", str(state_path)]
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=60, check=False, env=cli_env()
-    )
-    assert result.returncode != 0
-    assert f"The state file {state_path} is not valid JSON" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert sandbox.requests == []
 
 
 def test_an_error_the_tap_explains_ends_with_the_explanation_not_a_traceback(
