@@ -46,6 +46,10 @@ class RollingBatchFile:
         self._filename = ""
         #: Rows in the file being written.
         self.rows = 0
+        #: Files finished so far (each was handed to ``on_full`` or returned by ``finish``).
+        self.finished = 0
+        #: The number (1-based) of the file holding the last row written; 0 before any.
+        self.last_row_file = 0
 
     @property
     def full(self) -> bool:
@@ -68,6 +72,7 @@ class RollingBatchFile:
                 head, lines = head[:cut], head[cut:]
             self._out.write(head)
             self.rows += head.count(b"\n")
+            self.last_row_file = self._files
             if self._on_full is not None and self.full:
                 url = self.finish()
                 assert url is not None
@@ -80,6 +85,7 @@ class RollingBatchFile:
         self._stack.close()
         self._stack = self._out = None
         self.rows = 0
+        self.finished += 1
         return self._url_of(self._filename)
 
     def _start(self) -> None:

@@ -113,10 +113,13 @@ class RationedStateStream(Stream):
         if self.state_checkpoints.due():
             super()._write_state_message()
 
-    def write_checkpoint(self) -> None:
-        """Write the state now if its interval has passed (the ledger changed)."""
+    def write_checkpoint(self, *, rationed: bool = True) -> None:
+        """Write the state (the ledger changed): if its interval has passed, or now."""
         self.state_manager.is_flushed = False
-        self._write_state_message()
+        if rationed:
+            self._write_state_message()
+        else:
+            super()._write_state_message()
 
 
 class SchemaOnceStream(Stream):

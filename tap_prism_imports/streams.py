@@ -203,9 +203,11 @@ class ImportJobsStream(RationedStateStream, PrismStream):
         gzipped = (encoding.compression or "").lower() == "gzip"
 
         latest = {"fetched_at": None}  # the rows' bookmark: the last job written
+        rows_announced: list[str] = []  # since the last jobs file
 
         def announce_rows(url: str) -> None:
             results.announce_batch(encoding, [url], dict(latest))
+            rows_announced.append(url)
 
         def rolling(
             stream_name: str, on_full: Callable[[str], None] | None = None
@@ -223,53 +225,63 @@ class ImportJobsStream(RationedStateStream, PrismStream):
         write_rows = results.selected
         if write_rows:
             results.announce_schema()
-        pending: list[Step] = []
+        # Each step written, with the rows file its last row is in (0: none).
+        pending: list[tuple[Step, int]] = []
         rolled_at = time.monotonic()
-
-        def finish_rows() -> None:
-            url = rows_file.finish()
-            if url is not None:
-                announce_rows(url)
-
         try:
             for step in run.steps(hold=True):
-                pending.append(step)
-                snapshot = step.snapshot
+                snapshot, rows_in = step.snapshot, 0
                 if snapshot is not None:
                     jobs_file.write(orjson.dumps(snapshot.record, option=orjson.OPT_APPEND_NEWLINE))
-                    if write_rows and snapshot.results is not None:
+                    if write_rows and snapshot.results is not None and snapshot.results.count:
                         latest["fetched_at"] = snapshot.record["fetched_at"]
                         for block in snapshot.results.blocks(WRITE_BLOCK_BYTES):
                             self.link.interruption.check()
                             rows_file.write(block)
+                        rows_in = rows_file.last_row_file
+                pending.append((step, rows_in))
                 self.link.interruption.check()
-                if jobs_file.full or time.monotonic() - rolled_at > ROLL_SECONDS:
-                    finish_rows()
-                    yield from self._announce_jobs(jobs_file, encoding, run, pending)
+                # Jobs go out with the rows they wait on, so claims keep pace with the rows.
+                if rows_announced or jobs_file.full or time.monotonic() - rolled_at > ROLL_SECONDS:
+                    yield from self._announce_jobs(jobs_file, encoding, run, pending, rows_file)
+                    rows_announced.clear()
                     rolled_at = time.monotonic()
-            finish_rows()
-            yield from self._announce_jobs(jobs_file, encoding, run, pending)
+            url = rows_file.finish()
+            if url is not None:
+                announce_rows(url)
+            yield from self._announce_jobs(jobs_file, encoding, run, pending, rows_file)
         except RunInterrupted:
             pass
         finally:
             # Files not announced are left unclaimed: their jobs go out again next run.
             jobs_file.finish()
             rows_file.finish()
-            for step in pending:
+            for step, _ in pending:
                 step.close()
             self._end_run(run)
 
     def _announce_jobs(
-        self, jobs_file: RollingBatchFile, encoding: t.Any, run: ImportRun, pending: list[Step]
+        self,
+        jobs_file: RollingBatchFile,
+        encoding: t.Any,
+        run: ImportRun,
+        pending: list[tuple[Step, int]],
+        rows_file: RollingBatchFile,
     ) -> Iterator[tuple[t.Any, list[str]]]:
+        """Announce the job records written; confirm the jobs whose rows are all announced."""
         url = jobs_file.finish()
         if url is not None:
             yield encoding, [url]  # the SDK writes the BATCH message, then resumes here
-        for step in pending:
-            run.confirm(step)
-            step.close()
-        pending.clear()
-        self.write_checkpoint()
+        waiting = []
+        for step, rows_in in pending:
+            if rows_in <= rows_file.finished:
+                run.confirm(step)
+                step.close()
+            else:
+                waiting.append((step, rows_in))
+        pending[:] = waiting
+        # Each announcement is a whole file of rows: its claims go out at once.
+        self.write_checkpoint(rationed=False)
 
     def _writes_batches_directly(self, batch_config: t.Any) -> bool:
         results = self._results_stream
