@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The demo: start the offline sandbox API with the demo jobs, load them with
-# `meltano run tap-prism-imports target-duckdb`, print a report from the
-# warehouse, and stop the sandbox (also when something fails).
+# The demo: start the offline sandbox API with the demo jobs, make a few imports
+# through its POST endpoint and log each answer (scripts/demo_imports.py), load
+# both with `meltano run tap-prism-imports target-duckdb`, print a report from
+# the warehouse, and stop the sandbox (also when something fails).
 #
 # Run it with `make demo`, which first creates .venv, .venv-meltano and the
 # Meltano plugins. Everything it writes goes to .demo/ (git-ignored): the
-# warehouse (warehouse.duckdb), the sandbox's and Meltano's logs, and a Meltano
-# system database of its own, so the demo leaves your project's state alone.
+# warehouse (warehouse.duckdb), the import log (imports.jsonl), the sandbox's
+# and Meltano's logs, and a Meltano system database of its own, so the demo
+# leaves your project's state alone.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,7 +19,7 @@ duckdb_python=.meltano/loaders/target-duckdb/venv/bin/python
 demo=.demo
 api_key=prism-sandbox-demo-key  # the sandbox's DEMO_API_KEY
 
-for need in "$venv/bin/prism-sandbox" "$meltano" "$duckdb_python"; do
+for need in "$venv/bin/prism-sandbox" "$venv/bin/python" "$meltano" "$duckdb_python"; do
     if [[ ! -x $need ]]; then
         echo "demo: $need is missing; run 'make demo' (it installs everything first)" >&2
         exit 1
@@ -25,8 +27,8 @@ for need in "$venv/bin/prism-sandbox" "$meltano" "$duckdb_python"; do
 done
 
 mkdir -p "$demo"
-rm -f "$demo"/port "$demo"/refs.txt "$demo"/requests.jsonl "$demo"/meltano.db \
-    "$demo"/warehouse.duckdb "$demo"/warehouse.duckdb.wal
+rm -f "$demo"/port "$demo"/refs.txt "$demo"/imports.jsonl "$demo"/requests.jsonl \
+    "$demo"/meltano.db "$demo"/warehouse.duckdb "$demo"/warehouse.duckdb.wal
 
 sandbox_pid=
 stop_sandbox() {
@@ -60,6 +62,8 @@ if [[ ! -s $demo/port ]]; then
 fi
 api_url="http://127.0.0.1:$(cat "$demo/port")"
 echo "demo: sandbox at $api_url with $(grep -cv '^#' "$demo/refs.txt") demo jobs"
+"$venv/bin/python" scripts/demo_imports.py --api-url "$api_url" --api-key "$api_key" \
+    --import-log "$demo/imports.jsonl"
 
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS=false
 export MELTANO_CLI_DISABLE_VERSION_CHECK=true
@@ -67,6 +71,7 @@ export MELTANO_DATABASE_URI="sqlite:///$root/$demo/meltano.db"
 export TAP_PRISM_IMPORTS_API_URL=$api_url
 export TAP_PRISM_IMPORTS_API_KEY=$api_key
 export TAP_PRISM_IMPORTS_JOB_IDS_FILE=$root/$demo/refs.txt
+export TAP_PRISM_IMPORTS_IMPORT_LOG=$root/$demo/imports.jsonl
 export TARGET_DUCKDB_FILEPATH=$root/$demo/warehouse.duckdb
 
 echo "demo: meltano run tap-prism-imports target-duckdb (log: $demo/meltano.log)"
@@ -79,4 +84,5 @@ grep -m 1 -o 'Run summary: .*' "$demo/meltano.log" | sed 's/^/demo: tap /' || tr
 echo
 
 "$duckdb_python" scripts/demo_report.py --warehouse "$demo/warehouse.duckdb" \
-    --api-url "$api_url" --api-key "$api_key" --refs-file "$demo/refs.txt"
+    --api-url "$api_url" --api-key "$api_key" --refs-file "$demo/refs.txt" \
+    --import-log "$demo/imports.jsonl"

@@ -1,13 +1,13 @@
-"""Print the demo's report from the DuckDB warehouse, and check it against the API.
+"""Print the demo's report from the DuckDB warehouse, and check it against its sources.
 
 Run by ``scripts/demo.sh`` with the Python of the ``target-duckdb`` plugin (the one
 that has the ``duckdb`` version that wrote the file); it needs nothing else.
 
-The check asks the API itself for every configured job and compares: each job
-the API still serves must be in ``import_jobs``, and for each job loaded as
-``complete`` the rows in ``import_results`` must be exactly the API's
-``results`` (same count, same row positions, same outcome and record id). Any
-difference is printed as a MISMATCH and the exit status is 1.
+The report: imports by mode (async, sync, rejected) and status, rows by outcome, the
+most common row errors, the failed rows of the import log's imports by ``source_key``
+(which of the caller's records failed, and why), and every job. Then the check
+(``demo_check.py``): the warehouse against what the API serves now and what the import
+log holds. Any difference is printed as a MISMATCH and the exit status is 1.
 """
 
 # ruff: noqa: INP001
@@ -15,103 +15,34 @@ difference is printed as a MISMATCH and the exit status is 1.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import duckdb
+from demo_check import ImportLogContents, Warehouse, check, fetch, parse_refs, read_import_log
 
 TOP_ERRORS = 5
-MAX_RETRIES = 5
-HTTP_NOT_FOUND = 404
-HTTP_TOO_MANY = 429
-
-
-@dataclass
-class Served:
-    """What the API answers now for one job: its status and per-row facts."""
-
-    status: str | None  # None: 404 (expired or unknown)
-    rows: dict[int, tuple[str | None, str | None, str | None]] = field(default_factory=dict)
+MAX_FAILED_ROWS = 12
+SHOWN_KEYS = 5  # of a rejected request's rows
+MODE_ORDER = "CASE mode WHEN 'async' THEN 1 WHEN 'sync' THEN 2 WHEN 'rejected' THEN 3 END"
 
 
 def out(line: str = "") -> None:
     sys.stdout.write(line.rstrip() + "\n")
 
 
-def parse_refs(path: Path) -> list[tuple[str, str]]:
-    """``(team_id, job_id)`` for each ref: ``TEAM/JOB`` or ``/v2/prism/TEAM/imports/JOB``."""
-    refs: list[tuple[str, str]] = []
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        parts = [p for p in urllib.parse.urlsplit(line).path.split("/") if p]
-        if len(parts) >= 5 and parts[-2] == "imports":  # noqa: PLR2004
-            refs.append((parts[-3].lower(), parts[-1]))
-        elif len(parts) == 2:  # noqa: PLR2004
-            refs.append((parts[0].lower(), parts[1]))
-        else:
-            msg = f"{path}: cannot read job ref {line!r} (expected TEAM_ID/JOB_ID)"
-            raise SystemExit(msg)
-    return refs
-
-
-def fetch(api_url: str, api_key: str, team_id: str, job_id: str) -> Served:
-    """GET the job's snapshot, as the tap does (429s are waited out)."""
-    path = "/v2/prism/{}/imports/{}".format(
-        urllib.parse.quote(team_id, safe=""), urllib.parse.quote(job_id, safe="")
-    )
-    request = urllib.request.Request(  # noqa: S310 - the URL is the sandbox's http URL
-        api_url.rstrip("/") + path, headers={"x-api-key": api_key}
-    )
-    for attempt in range(MAX_RETRIES):
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-                body: dict[str, Any] = json.load(response)
-        except urllib.error.HTTPError as error:
-            if error.code == HTTP_NOT_FOUND:
-                return Served(None)
-            if error.code == HTTP_TOO_MANY and attempt + 1 < MAX_RETRIES:
-                time.sleep(float(error.headers.get("Retry-After") or 1))
-                continue
-            raise
-        served = Served(str(body["status"]))
-        if served.status == "complete":
-            for index, result in enumerate(body.get("results") or []):
-                row_error = result.get("error") or {}
-                served.rows[index] = (_outcome(result), result.get("id"), row_error.get("code"))
-        return served
-    msg = f"{team_id}/{job_id}: still rate limited after {MAX_RETRIES} tries"
-    raise RuntimeError(msg)
-
-
-def _outcome(result: dict[str, Any]) -> str | None:
-    if result.get("error"):
-        return "failed"
-    if result.get("created") is True:
-        return "created"
-    if result.get("existing") is True:
-        return "existing"
-    return None
-
-
-def print_report(db: duckdb.DuckDBPyConnection, schema: str) -> None:
-    jobs = f'"{schema}".import_jobs'
-    results = f'"{schema}".import_results'
-    out("Jobs by status")
-    for status, count in db.sql(
-        f"SELECT status, count(*) FROM {jobs} GROUP BY 1 ORDER BY 2 DESC, 1"  # noqa: S608
+def print_modes(db: duckdb.DuckDBPyConnection, jobs: str) -> None:
+    out("Imports by mode (async: followed at the API; sync, rejected: from the import log)")
+    out(f"  {'mode':<9} {'status':<11} {'imports':>7} {'rows':>8}")
+    for mode, status, count, rows in db.sql(
+        f"SELECT coalesce(mode, '(none)'), status, count(*), sum(total) FROM {jobs} "  # noqa: S608
+        f"GROUP BY mode, status ORDER BY {MODE_ORDER}, status"
     ).fetchall():
-        out(f"  {status:<12} {count:>8,}")
+        out(f"  {mode:<9} {status:<11} {count:>7,} {rows:>8,}")
     out()
+
+
+def print_outcomes(db: duckdb.DuckDBPyConnection, results: str) -> None:
     out("Rows by outcome")
     for outcome, count in db.sql(
         f"SELECT coalesce(outcome, '(none)'), count(*) FROM {results} "  # noqa: S608
@@ -130,90 +61,52 @@ def print_report(db: duckdb.DuckDBPyConnection, schema: str) -> None:
     if not rows:
         out("  (no failed rows)")
     out()
-    out("Jobs (failed % = rows failed / rows processed, from the job's counters)")
-    out(f"  {'job_id':<28} {'status':<11} {'total':>7} {'loaded':>7} {'failed %':>8}  job error")
-    for job_id, status, total, loaded, failed_pct, error_code in db.sql(
-        "SELECT j.job_id, j.status, j.total, count(r.row_index), "  # noqa: S608
-        "round(100.0 * j.failed / nullif(j.processed, 0), 1), j.error_code "
-        f"FROM {jobs} j LEFT JOIN {results} r USING (team_id, job_id) "
-        "GROUP BY j.job_id, j.status, j.total, j.failed, j.processed, j.error_code, "
-        "j.created_at ORDER BY j.created_at"
-    ).fetchall():
-        pct = "" if failed_pct is None else f"{failed_pct:.1f}"
-        out(f"  {job_id:<28} {status:<11} {total:>7,} {loaded:>7,} {pct:>8}  {error_code or ''}")
+
+
+def print_failed_by_key(
+    db: duckdb.DuckDBPyConnection, jobs: str, results: str, log: ImportLogContents
+) -> None:
+    out("Failed rows by source_key (the caller's key for each row, from the import log)")
+    failed = db.sql(
+        f"SELECT j.object_type, r.source_key, r.error_code, r.error_message "  # noqa: S608
+        f"FROM {results} r JOIN {jobs} j USING (team_id, job_id) "
+        "WHERE r.outcome = 'failed' AND r.source_key IS NOT NULL "
+        "ORDER BY j.submitted_at, r.row_index"
+    ).fetchall()
+    for object_type, key, code, message in failed[:MAX_FAILED_ROWS]:
+        out(f"  {object_type:<13} {key:<10} {code}: {message}")
+    if len(failed) > MAX_FAILED_ROWS:
+        out(f"  ... and {len(failed) - MAX_FAILED_ROWS:,} more")
+    for rejected in log.rejected:
+        keys = [key for key in rejected.keys if key is not None]
+        shown = ", ".join(keys[:SHOWN_KEYS]) + (", ..." if len(keys) > SHOWN_KEYS else "")
+        out(f"  {rejected.object_type:<13} {shown}")
+        out(f"  {'':<13} the whole request: HTTP {rejected.http_status}, {rejected.message}")
+    if not failed and not log.rejected:
+        out("  (none)")
     out()
 
 
-def check(
-    db: duckdb.DuckDBPyConnection, schema: str, served: dict[tuple[str, str], Served]
-) -> list[str]:
-    """Compare the warehouse with what the API serves; return the mismatches."""
-    problems: list[str] = []
-    loaded_jobs = {
-        (team, job): status
-        for team, job, status in db.sql(
-            f'SELECT team_id, job_id, status FROM "{schema}".import_jobs'  # noqa: S608
-        ).fetchall()
-    }
-    loaded_rows: dict[tuple[str, str], dict[int, tuple[str | None, str | None, str | None]]] = {}
-    duplicates = Counter[tuple[str, str, int]]()
-    for team, job, index, outcome, record_id, error_code in db.sql(
-        "SELECT team_id, job_id, row_index, outcome, record_id, error_code "  # noqa: S608
-        f'FROM "{schema}".import_results'
+def print_jobs(db: duckdb.DuckDBPyConnection, jobs: str, results: str) -> None:
+    out("Jobs, oldest first (failed % = rows failed / rows processed)")
+    out(
+        f"  {'mode':<9} {'object':<13} {'status':<11} {'total':>6} {'loaded':>6} "
+        f"{'failed %':>8}  job"
+    )
+    for mode, object_type, status, total, loaded, failed_pct, job_id, error_code in db.sql(
+        "SELECT j.mode, j.object_type, j.status, j.total, count(r.row_index), "  # noqa: S608
+        "round(100.0 * j.failed / nullif(j.processed, 0), 1), j.job_id, j.error_code "
+        f"FROM {jobs} j LEFT JOIN {results} r USING (team_id, job_id) "
+        "GROUP BY j.mode, j.object_type, j.status, j.total, j.failed, j.processed, j.job_id, "
+        "j.error_code, j.submitted_at, j.created_at "
+        "ORDER BY coalesce(j.submitted_at, j.created_at), j.job_id"
     ).fetchall():
-        key = (str(team), str(job))
-        duplicates[(key[0], key[1], int(index))] += 1
-        loaded_rows.setdefault(key, {})[int(index)] = (outcome, record_id, error_code)
-    problems.extend(
-        f"{team}/{job} row {index} loaded {count} times"
-        for (team, job, index), count in duplicates.items()
-        if count > 1
-    )
-    complete_jobs = expected_rows = 0
-    for key, now in served.items():
-        ref = "/".join(key)
-        status = loaded_jobs.get(key)
-        if now.status is None:
-            loaded = "not loaded" if status is None else f"loaded earlier as {status}"
-            out(f"  note: {ref} answers 404 (expired or unknown): {loaded}")
-            continue
-        if status is None:
-            problems.append(f"{ref}: the API serves it ({now.status}) but it was not loaded")
-            continue
-        if status != "complete":
-            if loaded_rows.get(key):
-                problems.append(f"{ref}: loaded as {status} but has result rows")
-            if now.status != status:
-                out(f"  note: {ref} was {status} when extracted, is {now.status} now")
-            continue
-        if now.status != "complete":
-            problems.append(f"{ref}: loaded as complete, the API says {now.status}")
-            continue
-        complete_jobs += 1
-        expected_rows += len(now.rows)
-        rows = loaded_rows.get(key, {})
-        if rows != now.rows:
-            missing = len(now.rows.keys() - rows.keys())
-            extra = len(rows.keys() - now.rows.keys())
-            differ = sum(1 for i in now.rows.keys() & rows.keys() if rows[i] != now.rows[i])
-            problems.append(
-                f"{ref}: API served {len(now.rows):,} rows, warehouse holds {len(rows):,} "
-                f"({missing:,} missing, {extra:,} extra, {differ:,} different)"
-            )
-    configured = set(served)
-    problems.extend(
-        f"{'/'.join(key)}: loaded but not configured" for key in loaded_jobs.keys() - configured
-    )
-    loaded_total = sum(len(rows) for rows in loaded_rows.values())
-    if not problems and loaded_total != expected_rows:
-        problems.append(f"warehouse holds {loaded_total:,} rows, API served {expected_rows:,}")
-    if not problems:
+        pct = "" if failed_pct is None else f"{failed_pct:.1f}"
         out(
-            f"Rows loaded equal what the API served: {loaded_total:,} rows "
-            f"= {expected_rows:,} served by {complete_jobs} complete jobs "
-            f"({len(loaded_jobs)} jobs loaded, {len(served)} configured)."
+            f"  {mode or '':<9} {object_type or '-':<13} {status:<11} {total:>6,} {loaded:>6,} "
+            f"{pct:>8}  {job_id} {error_code or ''}"
         )
-    return problems
+    out()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,21 +116,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-url", required=True, help="the API's base URL")
     parser.add_argument("--api-key", required=True, help="x-api-key for the API")
     parser.add_argument("--refs-file", type=Path, required=True, help="the job refs file")
+    parser.add_argument("--import-log", type=Path, required=True, help="the import log")
     args = parser.parse_args(argv)
 
-    refs = parse_refs(args.refs_file)
+    log = read_import_log(args.import_log)
+    refs = list(dict.fromkeys([*parse_refs(args.refs_file), *log.async_keys]))
     served = {ref: fetch(args.api_url, args.api_key, *ref) for ref in refs}
+    jobs, results = f'"{args.schema}".import_jobs', f'"{args.schema}".import_results'
     with duckdb.connect(str(args.warehouse), read_only=True) as db:
         out(f"Prism imports demo: warehouse {args.warehouse}, schema {args.schema}")
         out()
-        print_report(db, args.schema)
-        out("Check against the API")
-        problems = check(db, args.schema, served)
-    for problem in problems:
+        print_modes(db, jobs)
+        print_outcomes(db, results)
+        print_failed_by_key(db, jobs, results, log)
+        print_jobs(db, jobs, results)
+        warehouse = Warehouse.load(db, args.schema)
+    out("Check against the API (async jobs) and the import log (sync and rejected imports)")
+    result = check(warehouse, served, log, args.import_log)
+    for note in result.notes:
+        out(f"  note: {note}")
+    for problem in result.problems:
         out(f"  MISMATCH: {problem}")
-    if problems:
-        out(f"Rows loaded do NOT equal what the API served: {len(problems)} problem(s).")
+    if result.problems:
+        out(f"Rows loaded do NOT equal what was served: {len(result.problems)} problem(s).")
         return 1
+    for line in result.summary:
+        out(line)
     return 0
 
 

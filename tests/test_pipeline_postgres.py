@@ -50,6 +50,9 @@ JOB_COLUMNS = {
     "expires_at": "timestamp without time zone",
     "results_count": "bigint",
     "fetched_at": "timestamp without time zone",
+    "mode": "text",
+    "object_type": "text",
+    "submitted_at": "timestamp without time zone",
 }
 RESULT_COLUMNS = {
     "team_id": "uuid",
@@ -62,6 +65,7 @@ RESULT_COLUMNS = {
     "error_code": "text",
     "error_message": "text",
     "fetched_at": "timestamp without time zone",
+    "source_key": "text",
 }
 JOB_FIELDS = ("status", "total", "processed", "succeeded", "failed")
 JOB_TIMES = ("created_at", "updated_at", "expires_at")
@@ -236,6 +240,10 @@ def check_first_run(
     jobs = loaded_jobs(postgres)
     assert set(jobs) == demo.loaded
     assert demo.expired not in jobs, "the expired job (404) is not loaded"
+    # Refs from a refs file: followed at GET, with nothing an import log would add.
+    assert postgres.rows(
+        f"SELECT DISTINCT mode, object_type, submitted_at FROM {SCHEMA}.import_jobs"
+    ) == [{"mode": "async", "object_type": None, "submitted_at": None}]
     snapshots = {job_id: sandbox.snapshot(job_id) for job_id in demo.loaded}
     for job_id in (*demo.complete, demo.failed):
         loaded, expected = jobs[job_id], expected_job(snapshots[job_id])
@@ -256,6 +264,7 @@ def check_first_run(
     assert len(results) == sum(len(snapshots[j]["results"]) for j in demo.complete) == 5_430
     assert result_set(results) == expected_rows
     assert {row["team_id"] for row in results} == {sandbox.team_id}
+    assert {row["source_key"] for row in results} == {None}
     for row in results:
         assert naive(row["fetched_at"]) == jobs[row["job_id"]]["fetched_at"]
     return jobs, expected_rows
