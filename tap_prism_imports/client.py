@@ -413,8 +413,14 @@ class PrismStream(RESTStream[t.Any]):
             self.validate_response(response)
             response.raw.decode_content = True
             # The socket timeout bounds each read; this bounds the request as a whole.
+            overdue = threading.Event()
+
+            def end_the_request() -> None:
+                overdue.set()  # before the shutdown, which the reading thread sees at once
+                response.raw.shutdown()
+
             deadline = threading.Timer(
-                max(0.0, started + timeout - time.monotonic()), response.raw.shutdown
+                max(0.0, started + timeout - time.monotonic()), end_the_request
             )
             deadline.daemon = True
             deadline.start()
@@ -426,7 +432,7 @@ class PrismStream(RESTStream[t.Any]):
                 urllib3.exceptions.DecodeError,
                 ijson.JSONError,
             ) as error:
-                if deadline.finished.is_set():
+                if overdue.is_set():
                     msg = f"the request took longer than `request_timeout_seconds` ({timeout:g} s)"
                     raise RequestDeadlineError(msg) from error
                 if isinstance(error, ijson.JSONError) and (

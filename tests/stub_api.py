@@ -4,6 +4,7 @@ cut or unsized bodies, redirects, bodies held back mid-way."""
 from __future__ import annotations
 
 import threading
+import time
 import typing as t
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +41,8 @@ class Route:
     parts: list[bytes]
     gate: threading.Event | None = None
     gate_timed_out: bool = False
+    #: A pause before each part after the first: a body trickled over time.
+    pause_seconds: float = 0.0
 
 
 @dataclass
@@ -79,11 +82,17 @@ class StubApi:
             )
             route = Route([fallback])
         first, *rest = route.parts
-        out.write(first)
-        out.flush()
-        if route.gate is not None and not route.gate.wait(GATE_TIMEOUT_SECONDS):
-            route.gate_timed_out = True
-        out.writelines(rest)
+        try:
+            out.write(first)
+            out.flush()
+            if route.gate is not None and not route.gate.wait(GATE_TIMEOUT_SECONDS):
+                route.gate_timed_out = True
+            for part in rest:
+                time.sleep(route.pause_seconds)
+                out.write(part)
+                out.flush()
+        except OSError:
+            pass  # the client hung up: its business
 
     def __enter__(self) -> Self:
         self._thread.start()

@@ -10,7 +10,7 @@ import typing as t
 import pytest
 import requests
 from singer_sdk.exceptions import RetriableAPIError
-from stub_api import StubApi, http_response
+from stub_api import Route, StubApi, http_response
 from tap_runner import job_requests, run_tap, tap_config
 
 from tap_prism_imports import client
@@ -367,3 +367,28 @@ def test_budget_spent_while_waiting_ends_the_wait_at_once(sandbox: Sandbox) -> N
     # The third poll could not be sent; nothing waits for the fourth.
     assert time.monotonic() - started < 8 + 5
     assert "0 left for the next run" in run.logs
+
+
+def test_request_timeout_bounds_the_whole_request_not_each_read() -> None:
+    """A body trickled over ~4 s, each part well within a socket read timeout."""
+    body = canned_body(200)
+    step = len(body) // 8 + 1
+    parts = [body[i : i + step] for i in range(0, len(body), step)]
+    route = Route([http_response(parts[0], length=len(body)), *parts[1:]], pause_seconds=0.5)
+    with StubApi() as api:
+        api.routes[f"/v2/prism/{TEAM}/imports/job_1"] = route
+        config = {
+            "api_key": "k",
+            "api_url": api.url,
+            "job_ids": [f"{TEAM}/job_1"],
+            "request_timeout_seconds": 1,
+        }
+        started = time.monotonic()
+        run = run_tap(config)
+        elapsed = time.monotonic() - started
+    assert isinstance(run.error, JobsFailedError)
+    assert "took longer than `request_timeout_seconds` (1 s)" in str(run.error)
+    assert run.results == []
+    assert api.requests == client.MAX_TRIES
+    # Each try ends about 1 s in, not when the 4-second body would have ended.
+    assert elapsed < client.MAX_TRIES * 2.5
