@@ -80,7 +80,20 @@ class StreamLink:
         return snapshot, snapshot.results
 
 
-class ImportJobsStream(RationedStateStream, PrismStream):
+class LinkedStream(RationedStateStream):
+    """A stream of this tap: it shares the run's ``StreamLink`` with the other one."""
+
+    def __init__(self, tap: Tap, link: StreamLink) -> None:
+        super().__init__(tap)
+        self.link = link
+
+    @property
+    @override
+    def state_checkpoints(self) -> StateCheckpoints:
+        return self.link.checkpoints
+
+
+class ImportJobsStream(LinkedStream, PrismStream):
     """One record per job per run: the last snapshot fetched."""
 
     name = "import_jobs"
@@ -139,15 +152,6 @@ class ImportJobsStream(RationedStateStream, PrismStream):
             description="When the POST was sent (UTC); null unless the import log names it.",
         ),
     ).to_dict()
-
-    def __init__(self, tap: Tap, link: StreamLink) -> None:
-        super().__init__(tap)
-        self.link = link
-
-    @property
-    @override
-    def state_checkpoints(self) -> StateCheckpoints:
-        return self.link.checkpoints
 
     @override
     def generate_child_contexts(
@@ -347,7 +351,7 @@ class ImportJobsStream(RationedStateStream, PrismStream):
         return _unchanged_by_maps_and_selection(self)
 
 
-class ImportResultsStream(DirectRecordsStream, AnnouncedBatchesStream, RationedStateStream):
+class ImportResultsStream(DirectRecordsStream, AnnouncedBatchesStream, LinkedStream):
     """One record per row of a job's import: created, matched (existing) or failed."""
 
     name = "import_results"
@@ -402,15 +406,6 @@ class ImportResultsStream(DirectRecordsStream, AnnouncedBatchesStream, RationedS
             "input_keys (by position); null without them.",
         ),
     ).to_dict()
-
-    def __init__(self, tap: Tap, link: StreamLink) -> None:
-        super().__init__(tap)
-        self.link = link
-
-    @property
-    @override
-    def state_checkpoints(self) -> StateCheckpoints:
-        return self.link.checkpoints
 
     @property
     @override
