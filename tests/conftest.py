@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from pipeline_helpers import Postgres, postgres_server, require_plugin
+from tap_runner import new_sandbox
 
-from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox
+from tap_prism_imports.sandbox import Sandbox
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ def sandbox() -> Iterator[Sandbox]:
     sandbox clock (move it with ``sandbox.advance_clock(seconds)``). Base URL:
     ``sandbox.base_url``. Tests that need other settings use ``make_sandbox``.
     """
-    with Sandbox(api_keys=[DEMO_API_KEY], team_ids=[DEMO_TEAM_ID], rate_limit=None) as sb:
+    with new_sandbox() as sb:
         yield sb
 
 

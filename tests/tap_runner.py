@@ -12,13 +12,25 @@ import sys
 import typing as t
 from dataclasses import dataclass, field
 
+from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox
 from tap_prism_imports.tap import TapPrismImports
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from tap_prism_imports.sandbox import Sandbox
+
+def new_sandbox(**settings: t.Any) -> Sandbox:
+    """The tests' sandbox, not started: the demo key and team, no rate limit.
+
+    ``settings`` are ``Sandbox``'s own keyword arguments, to change any of that.
+    """
+    defaults: dict[str, t.Any] = {
+        "api_keys": [DEMO_API_KEY],
+        "team_ids": [DEMO_TEAM_ID],
+        "rate_limit": None,
+    }
+    return Sandbox(**{**defaults, **settings})
 
 
 @dataclass

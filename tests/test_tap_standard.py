@@ -6,8 +6,9 @@ import typing as t
 
 import pytest
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
+from tap_runner import new_sandbox
 
-from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox
+from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID
 from tap_prism_imports.tap import TapPrismImports
 
 if t.TYPE_CHECKING:
@@ -15,7 +16,7 @@ if t.TYPE_CHECKING:
 
 # get_tap_test_class fixes its config when the class is defined, so the server
 # must already serve at import time; the module fixture below stops it.
-_SANDBOX = Sandbox(api_keys=[DEMO_API_KEY], team_ids=[DEMO_TEAM_ID], rate_limit=None).start()
+_SANDBOX = new_sandbox().start()
 _JOBS = [
     _SANDBOX.add_job(rows=250, failed_every=7, existing_every=3),
     _SANDBOX.add_job(rows=40, status="processing"),
