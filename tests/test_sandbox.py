@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
+from api_requests import api_request, job_path
 
 from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox
 
@@ -19,28 +20,6 @@ if TYPE_CHECKING:
 
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 OTHER_TEAM = "0a1b2c3d-0000-4000-8000-00000000abcd"
-
-
-def call(
-    sb: Sandbox,
-    method: str,
-    path: str,
-    *,
-    key: str | None = DEMO_API_KEY,
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-) -> requests.Response:
-    sent = dict(headers or {})
-    if key is not None:
-        sent["x-api-key"] = key
-    with requests.Session() as session:
-        response = session.request(method, sb.base_url + path, json=body, headers=sent, timeout=30)
-        response.close()
-    return response
-
-
-def job_path(job_id: str, team: str = DEMO_TEAM_ID) -> str:
-    return f"/v2/prism/{team}/imports/{job_id}"
 
 
 def import_path(object_type: str = "contact", team: str = DEMO_TEAM_ID) -> str:
@@ -63,7 +42,9 @@ def test_small_import_is_synchronous_with_outcomes_from_rows(sandbox: Sandbox) -
         {"default": {"name": "Grace"}},
     ]
     options = {"dedupe_by": "email", "caseInsensitive": True}
-    response = call(sandbox, "POST", import_path(), body={"objects": rows, "options": options})
+    response = api_request(
+        sandbox.base_url, "POST", import_path(), body={"objects": rows, "options": options}
+    )
     assert response.status_code == 200
     assert "Location" not in response.headers
     body = response.json()
@@ -109,7 +90,9 @@ def test_required_properties_per_object_type(
     sandbox: Sandbox, object_type: str, good: dict[str, Any], bad: dict[str, Any]
 ) -> None:
     body = {"objects": [{"default": good}, {"default": bad}, {"default": {**good, "email": "x@"}}]}
-    result = call(sandbox, "POST", import_path(object_type), body=body).json()["results"]
+    result = api_request(sandbox.base_url, "POST", import_path(object_type), body=body).json()[
+        "results"
+    ]
     assert result[0]["created"] is True
     assert result[1]["error"]["code"] == "missing_required_property"
     assert result[2]["error"] == {"code": "validation_error", "message": "email is invalid"}
@@ -156,7 +139,7 @@ def test_large_import_is_async_and_progresses_with_the_clock(sandbox: Sandbox) -
     rows[10] = {"default": {"email": "broken"}}
     rows[200] = {"default": {"email": "user5@example.com"}}
     body = {"objects": rows, "options": {"dedupe_by": "email"}}
-    response = call(sandbox, "POST", import_path(), body=body)
+    response = api_request(sandbox.base_url, "POST", import_path(), body=body)
     assert response.status_code == 202
     started = response.json()
     assert started["status"] == "processing"
@@ -167,7 +150,7 @@ def test_large_import_is_async_and_progresses_with_the_clock(sandbox: Sandbox) -
     assert response.headers["Location"] == job_path(job_id)
 
     sandbox.advance_clock(1.0)
-    middle = call(sandbox, "GET", job_path(job_id)).json()
+    middle = api_request(sandbox.base_url, "GET", job_path(job_id)).json()
     assert middle["status"] == "processing"
     assert 100 <= middle["processed"] < 250
     assert middle["succeeded"] + middle["failed"] == middle["processed"]
@@ -175,7 +158,7 @@ def test_large_import_is_async_and_progresses_with_the_clock(sandbox: Sandbox) -
     assert "results" not in middle
 
     sandbox.advance_clock(2.0)
-    done = call(sandbox, "GET", job_path(job_id))
+    done = api_request(sandbox.base_url, "GET", job_path(job_id))
     snapshot = done.json()
     assert list(snapshot) == [
         "job_id", "status", "total", "processed", "results", "succeeded", "failed",
@@ -218,7 +201,7 @@ def test_sync_threshold_and_rate_are_configurable(make_sandbox: Callable[..., Sa
     ],
 )
 def test_malformed_imports_are_400(sandbox: Sandbox, path: str, body: Any, message: str) -> None:
-    response = call(sandbox, "POST", path, body=body)
+    response = api_request(sandbox.base_url, "POST", path, body=body)
     assert response.status_code == 400
     assert message in response.json()["message"]
 
@@ -240,7 +223,7 @@ def test_options_list_id_and_extra_row_keys_are_accepted(sandbox: Sandbox) -> No
         "objects": [{"default": {"name": "A"}, "list": {"x": 1}}],
         "options": {"list_id": str(uuid.uuid4()), "dedupe_by": "email", "caseInsensitive": False},
     }
-    assert call(sandbox, "POST", import_path(), body=body).status_code == 200
+    assert api_request(sandbox.base_url, "POST", import_path(), body=body).status_code == 200
 
 
 # ---------------------------------------------------------------- idempotency
@@ -249,32 +232,34 @@ def test_options_list_id_and_extra_row_keys_are_accepted(sandbox: Sandbox) -> No
 def test_idempotency_key_replays_and_detects_mismatch(sandbox: Sandbox) -> None:
     body = {"objects": contacts(150)}
     key = {"Idempotency-Key": "batch-1"}
-    first = call(sandbox, "POST", import_path(), body=body, headers=key)
+    first = api_request(sandbox.base_url, "POST", import_path(), body=body, headers=key)
     assert first.status_code == 202
     assert "idempotent-replay" not in first.headers
     sandbox.advance_clock(3600)
-    replay = call(sandbox, "POST", import_path(), body=body, headers=key)
+    replay = api_request(sandbox.base_url, "POST", import_path(), body=body, headers=key)
     assert replay.status_code == 202
     assert replay.headers["idempotent-replay"] == "true"
     assert replay.content == first.content
     assert replay.headers["Location"] == first.headers["Location"]
     assert len(sandbox.job_ids()) == 1
 
-    mismatch = call(sandbox, "POST", import_path(), body={"objects": contacts(2)}, headers=key)
+    mismatch = api_request(
+        sandbox.base_url, "POST", import_path(), body={"objects": contacts(2)}, headers=key
+    )
     assert mismatch.status_code == 409
     assert mismatch.json()["code"] == "idempotency_key_mismatch"
     assert "message" in mismatch.json()
 
     sandbox.advance_clock(24 * 3600)
-    fresh = call(sandbox, "POST", import_path(), body=body, headers=key)
+    fresh = api_request(sandbox.base_url, "POST", import_path(), body=body, headers=key)
     assert "idempotent-replay" not in fresh.headers
     assert fresh.json()["job_id"] != first.json()["job_id"]
 
 
 def test_idempotency_key_length_is_validated(sandbox: Sandbox) -> None:
     body = {"objects": contacts(1)}
-    too_long = call(
-        sandbox, "POST", import_path(), body=body, headers={"Idempotency-Key": "k" * 256}
+    too_long = api_request(
+        sandbox.base_url, "POST", import_path(), body=body, headers={"Idempotency-Key": "k" * 256}
     )
     assert too_long.status_code == 400
     just_right = sandbox.submit_import(
@@ -291,19 +276,21 @@ def test_idempotency_key_length_is_validated(sandbox: Sandbox) -> None:
 def test_unknown_job_is_404_and_jobs_are_per_team(make_sandbox: Callable[..., Sandbox]) -> None:
     sb = make_sandbox(rate_limit=None, team_ids=[DEMO_TEAM_ID, OTHER_TEAM])
     job_id = sb.add_job(DEMO_TEAM_ID, rows=3)
-    missing = call(sb, "GET", job_path("job_unknown"))
+    missing = api_request(sb.base_url, "GET", job_path("job_unknown"))
     assert missing.status_code == 404
     assert set(missing.json()) == {"message"}
-    assert call(sb, "GET", job_path(job_id, OTHER_TEAM)).status_code == 404
-    assert call(sb, "GET", job_path(job_id, DEMO_TEAM_ID.upper())).status_code == 200
+    assert api_request(sb.base_url, "GET", job_path(job_id, OTHER_TEAM)).status_code == 404
+    assert (
+        api_request(sb.base_url, "GET", job_path(job_id, DEMO_TEAM_ID.upper())).status_code == 200
+    )
 
 
 def test_jobs_expire_after_seven_days(sandbox: Sandbox) -> None:
     job_id = sandbox.add_job(DEMO_TEAM_ID, rows=10)
     sandbox.advance_clock(7 * 24 * 3600 - 60)
-    assert call(sandbox, "GET", job_path(job_id)).status_code == 200
+    assert api_request(sandbox.base_url, "GET", job_path(job_id)).status_code == 200
     sandbox.advance_clock(60)
-    assert call(sandbox, "GET", job_path(job_id)).status_code == 404
+    assert api_request(sandbox.base_url, "GET", job_path(job_id)).status_code == 404
 
 
 def test_add_job_mix_and_statuses(sandbox: Sandbox) -> None:
@@ -377,15 +364,18 @@ def test_keep_alive_reuses_one_connection(sandbox: Sandbox) -> None:
 
 def test_missing_key_is_401_and_unknown_key_403(sandbox: Sandbox) -> None:
     job_id = sandbox.add_job(DEMO_TEAM_ID, rows=1)
-    missing = call(sandbox, "GET", job_path(job_id), key=None)
+    missing = api_request(sandbox.base_url, "GET", job_path(job_id), key=None)
     assert missing.status_code == 401
     assert set(missing.json()) == {"message"}
-    wrong = call(sandbox, "GET", job_path(job_id), key="nope")
+    wrong = api_request(sandbox.base_url, "GET", job_path(job_id), key="nope")
     assert wrong.status_code == 403
     assert set(wrong.json()) == {"message"}
-    assert call(sandbox, "GET", job_path(job_id, OTHER_TEAM)).status_code == 403
+    assert api_request(sandbox.base_url, "GET", job_path(job_id, OTHER_TEAM)).status_code == 403
     assert (
-        call(sandbox, "POST", import_path(team=OTHER_TEAM), body={"objects": []}).status_code == 403
+        api_request(
+            sandbox.base_url, "POST", import_path(team=OTHER_TEAM), body={"objects": []}
+        ).status_code
+        == 403
     )
 
 
@@ -398,11 +388,17 @@ def test_keys_may_be_restricted_to_teams(make_sandbox: Callable[..., Sandbox]) -
     assert sb.team_ids == [DEMO_TEAM_ID, OTHER_TEAM]
     mine = sb.add_job(DEMO_TEAM_ID, rows=1)
     theirs = sb.add_job(OTHER_TEAM, rows=1)
-    assert call(sb, "GET", job_path(mine), key="all-teams").status_code == 200
-    assert call(sb, "GET", job_path(theirs, OTHER_TEAM), key="all-teams").status_code == 200
-    assert call(sb, "GET", job_path(theirs, OTHER_TEAM), key="one-team").status_code == 200
-    assert call(sb, "GET", job_path(mine), key="one-team").status_code == 403
-    assert call(sb, "GET", job_path(mine), key=DEMO_API_KEY).status_code == 403
+    assert api_request(sb.base_url, "GET", job_path(mine), key="all-teams").status_code == 200
+    assert (
+        api_request(sb.base_url, "GET", job_path(theirs, OTHER_TEAM), key="all-teams").status_code
+        == 200
+    )
+    assert (
+        api_request(sb.base_url, "GET", job_path(theirs, OTHER_TEAM), key="one-team").status_code
+        == 200
+    )
+    assert api_request(sb.base_url, "GET", job_path(mine), key="one-team").status_code == 403
+    assert api_request(sb.base_url, "GET", job_path(mine), key=DEMO_API_KEY).status_code == 403
 
 
 def test_defaults_are_the_demo_key_and_team() -> None:
@@ -413,9 +409,9 @@ def test_defaults_are_the_demo_key_and_team() -> None:
 
 
 def test_unknown_routes(sandbox: Sandbox) -> None:
-    assert call(sandbox, "GET", "/v2/prism/x").status_code == 404
-    assert call(sandbox, "DELETE", job_path("job_x")).status_code == 405
-    assert call(sandbox, "GET", import_path()).status_code == 405
+    assert api_request(sandbox.base_url, "GET", "/v2/prism/x").status_code == 404
+    assert api_request(sandbox.base_url, "DELETE", job_path("job_x")).status_code == 405
+    assert api_request(sandbox.base_url, "GET", import_path()).status_code == 405
 
 
 # ---------------------------------------------------------------- rate limits
@@ -424,28 +420,32 @@ def test_unknown_routes(sandbox: Sandbox) -> None:
 def test_rate_limit_per_key_with_retry_after(make_sandbox: Callable[..., Sandbox]) -> None:
     sb = make_sandbox(start_time=1_800_000_000.0, api_keys=["a", "b"])
     job_id = sb.add_job(DEMO_TEAM_ID, rows=1)
-    statuses = [call(sb, "GET", job_path(job_id), key="a").status_code for _ in range(10)]
+    statuses = [
+        api_request(sb.base_url, "GET", job_path(job_id), key="a").status_code for _ in range(10)
+    ]
     assert statuses == [200] * 10
-    limited = call(sb, "GET", job_path(job_id), key="a")
+    limited = api_request(sb.base_url, "GET", job_path(job_id), key="a")
     assert limited.status_code == 429
     retry_after = limited.headers["Retry-After"]
     assert retry_after.isdigit()
     assert int(retry_after) >= 1
     assert set(limited.json()) == {"message"}
-    assert call(sb, "GET", job_path(job_id), key="b").status_code == 200  # per key
+    assert api_request(sb.base_url, "GET", job_path(job_id), key="b").status_code == 200  # per key
     sb.advance_clock(1.0)
-    assert call(sb, "GET", job_path(job_id), key="a").status_code == 200
+    assert api_request(sb.base_url, "GET", job_path(job_id), key="a").status_code == 200
 
 
 def test_rate_limit_configurable_and_disabled(make_sandbox: Callable[..., Sandbox]) -> None:
     sb = make_sandbox(rate_limit=1, burst=2)
     job_id = sb.add_job(DEMO_TEAM_ID, rows=1)
-    codes = [call(sb, "GET", job_path(job_id)).status_code for _ in range(3)]
+    codes = [api_request(sb.base_url, "GET", job_path(job_id)).status_code for _ in range(3)]
     assert codes[:2] == [200, 200]
     assert codes[2] == 429
     off = make_sandbox(rate_limit=None)
     other = off.add_job(DEMO_TEAM_ID, rows=1)
-    assert {call(off, "GET", job_path(other)).status_code for _ in range(30)} == {200}
+    assert {api_request(off.base_url, "GET", job_path(other)).status_code for _ in range(30)} == {
+        200
+    }
 
 
 def test_monthly_quota_resets_when_the_month_rolls_over(
@@ -454,12 +454,14 @@ def test_monthly_quota_resets_when_the_month_rolls_over(
     start = datetime(2026, 1, 31, 23, 0, tzinfo=timezone.utc)
     sb = make_sandbox(rate_limit=None, monthly_quota=3, start_time=start)
     job_id = sb.add_job(DEMO_TEAM_ID, rows=1)
-    assert [call(sb, "GET", job_path(job_id)).status_code for _ in range(3)] == [200] * 3
-    over = call(sb, "GET", job_path(job_id))
+    assert [api_request(sb.base_url, "GET", job_path(job_id)).status_code for _ in range(3)] == [
+        200
+    ] * 3
+    over = api_request(sb.base_url, "GET", job_path(job_id))
     assert over.status_code == 429
     assert 3000 <= int(over.headers["Retry-After"]) <= 3600
     sb.advance_clock(3600)
-    assert call(sb, "GET", job_path(job_id)).status_code == 200
+    assert api_request(sb.base_url, "GET", job_path(job_id)).status_code == 200
 
 
 # ---------------------------------------------------------------- request log
@@ -471,10 +473,10 @@ def test_request_log_in_memory_and_file(
     log = tmp_path / "requests.jsonl"
     sb = make_sandbox(rate_limit=None, request_log=log)
     job_id = sb.add_job(DEMO_TEAM_ID, rows=4)
-    call(sb, "GET", job_path(job_id))
-    call(sb, "GET", job_path("job_missing"))
-    call(sb, "POST", import_path(), body={"objects": contacts(2)})
-    call(sb, "GET", "/_sandbox/requests")  # control requests are not logged
+    api_request(sb.base_url, "GET", job_path(job_id))
+    api_request(sb.base_url, "GET", job_path("job_missing"))
+    api_request(sb.base_url, "POST", import_path(), body={"objects": contacts(2)})
+    api_request(sb.base_url, "GET", "/_sandbox/requests")  # control requests are not logged
     entries = sb.requests
     assert [(e["method"], e["status"]) for e in entries] == [
         ("GET", 200),

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
+from api_requests import api_request, ref_path
 
 from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox, seed_demo
 from tap_prism_imports.sandbox.cli import _auth, build_parser
@@ -20,29 +20,12 @@ from tap_prism_imports.sandbox.cli import _auth, build_parser
 HEADERS = {"x-api-key": DEMO_API_KEY}
 
 
-def fetch(base_url: str, ref: str) -> requests.Response:
-    team_id, job_id = ref.split("/")
-    with requests.Session() as session:
-        response = session.get(
-            f"{base_url}/v2/prism/{team_id}/imports/{job_id}", headers=HEADERS, timeout=30
-        )
-        response.close()
-    return response
-
-
-def control(base_url: str, method: str, path: str, body: Any = None) -> requests.Response:
-    with requests.Session() as session:
-        response = session.request(method, base_url + path, json=body, timeout=30)
-        response.close()
-    return response
-
-
 def test_seed_demo_jobs(sandbox: Sandbox) -> None:
     refs = seed_demo(sandbox)
     assert len(refs) == 6
     assert all(ref.startswith(DEMO_TEAM_ID + "/job_") for ref in refs)
     contacts, organizations, deals, processing, failed, expired = (
-        fetch(sandbox.base_url, ref) for ref in refs
+        api_request(sandbox.base_url, "GET", ref_path(ref)) for ref in refs
     )
     for response in (contacts, organizations, deals):
         body = response.json()
@@ -62,9 +45,9 @@ def test_seed_demo_jobs(sandbox: Sandbox) -> None:
     assert expired.status_code == 404
 
     sandbox.advance_clock(5 * 60)
-    assert fetch(sandbox.base_url, refs[3]).json()["status"] == "processing"
+    assert api_request(sandbox.base_url, "GET", ref_path(refs[3])).json()["status"] == "processing"
     sandbox.advance_clock(5 * 60)
-    assert fetch(sandbox.base_url, refs[3]).json()["status"] == "complete"
+    assert api_request(sandbox.base_url, "GET", ref_path(refs[3])).json()["status"] == "complete"
 
 
 def test_seed_demo_is_reproducible() -> None:
@@ -83,46 +66,77 @@ def test_seed_demo_is_idempotent(sandbox: Sandbox) -> None:
 
 def test_control_endpoints(sandbox: Sandbox) -> None:
     base = sandbox.base_url
-    assert control(base, "GET", "/_sandbox/health").json()["ok"] is True
-    made = control(base, "POST", "/_sandbox/jobs", {"team_id": DEMO_TEAM_ID, "rows": 300})
+    assert api_request(base, "GET", "/_sandbox/health", key=None).json()["ok"] is True
+    made = api_request(
+        base, "POST", "/_sandbox/jobs", key=None, body={"team_id": DEMO_TEAM_ID, "rows": 300}
+    )
     assert made.status_code == 201
     job = made.json()
     assert job["ref"] == f"{DEMO_TEAM_ID}/{job['job_id']}"
     assert job["location"] == f"/v2/prism/{DEMO_TEAM_ID}/imports/{job['job_id']}"
 
-    slow = control(
-        base, "POST", "/_sandbox/jobs", {"rows": 1000, "status": "processing", "job_id": "job_slow"}
+    slow = api_request(
+        base,
+        "POST",
+        "/_sandbox/jobs",
+        key=None,
+        body={"rows": 1000, "status": "processing", "job_id": "job_slow"},
     ).json()
-    assert fetch(base, slow["ref"]).json()["status"] == "processing"
-    before = control(base, "GET", "/_sandbox/clock").json()["now"]
-    after = control(base, "POST", "/_sandbox/clock", {"advance_seconds": 30}).json()["now"]
+    assert api_request(base, "GET", ref_path(slow["ref"])).json()["status"] == "processing"
+    before = api_request(base, "GET", "/_sandbox/clock", key=None).json()["now"]
+    after = api_request(
+        base, "POST", "/_sandbox/clock", key=None, body={"advance_seconds": 30}
+    ).json()["now"]
     assert after > before
-    assert fetch(base, slow["ref"]).json()["status"] == "complete"
+    assert api_request(base, "GET", ref_path(slow["ref"])).json()["status"] == "complete"
 
-    control(base, "POST", "/_sandbox/jobs/job_slow/fail", {"code": "x", "message": "y"})
-    assert fetch(base, slow["ref"]).json()["error"] == {"code": "x", "message": "y"}
-    control(base, "POST", "/_sandbox/jobs/job_slow/complete")
-    assert fetch(base, slow["ref"]).json()["status"] == "complete"
+    api_request(
+        base, "POST", "/_sandbox/jobs/job_slow/fail", key=None, body={"code": "x", "message": "y"}
+    )
+    assert api_request(base, "GET", ref_path(slow["ref"])).json()["error"] == {
+        "code": "x",
+        "message": "y",
+    }
+    api_request(base, "POST", "/_sandbox/jobs/job_slow/complete", key=None)
+    assert api_request(base, "GET", ref_path(slow["ref"])).json()["status"] == "complete"
 
-    added = control(base, "POST", "/_sandbox/faults", {"kind": "server_error", "count": 1})
+    added = api_request(
+        base, "POST", "/_sandbox/faults", key=None, body={"kind": "server_error", "count": 1}
+    )
     assert added.json()["faults"][0]["kind"] == "server_error"
-    assert fetch(base, job["ref"]).status_code == 500
-    control(base, "POST", "/_sandbox/faults", [{"kind": "rate_limit", "retry_after": 9}])
-    assert len(control(base, "GET", "/_sandbox/faults").json()["faults"]) == 2
-    assert control(base, "DELETE", "/_sandbox/faults").status_code == 200
-    assert fetch(base, job["ref"]).status_code == 200
+    assert api_request(base, "GET", ref_path(job["ref"])).status_code == 500
+    api_request(
+        base, "POST", "/_sandbox/faults", key=None, body=[{"kind": "rate_limit", "retry_after": 9}]
+    )
+    assert len(api_request(base, "GET", "/_sandbox/faults", key=None).json()["faults"]) == 2
+    assert api_request(base, "DELETE", "/_sandbox/faults", key=None).status_code == 200
+    assert api_request(base, "GET", ref_path(job["ref"])).status_code == 200
 
-    logged = control(base, "GET", "/_sandbox/requests").json()["requests"]
+    logged = api_request(base, "GET", "/_sandbox/requests", key=None).json()["requests"]
     assert [entry["status"] for entry in logged] == [200, 200, 200, 200, 500, 200]
-    control(base, "DELETE", "/_sandbox/requests")
+    api_request(base, "DELETE", "/_sandbox/requests", key=None)
     assert sandbox.requests == []
 
-    seeded = control(base, "POST", "/_sandbox/seed", {"name": "demo"}).json()["refs"]
+    seeded = api_request(base, "POST", "/_sandbox/seed", key=None, body={"name": "demo"}).json()[
+        "refs"
+    ]
     assert len(seeded) == 6
-    assert control(base, "POST", "/_sandbox/jobs", {"rows": 1, "bogus": 1}).status_code == 400
-    assert control(base, "POST", "/_sandbox/jobs/job_nope/complete").status_code == 404
-    assert control(base, "GET", "/_sandbox/nothing").status_code == 404
-    assert control(base, "POST", "/_sandbox/clock", {"advance_seconds": -1}).status_code == 400
+    assert (
+        api_request(
+            base, "POST", "/_sandbox/jobs", key=None, body={"rows": 1, "bogus": 1}
+        ).status_code
+        == 400
+    )
+    assert (
+        api_request(base, "POST", "/_sandbox/jobs/job_nope/complete", key=None).status_code == 404
+    )
+    assert api_request(base, "GET", "/_sandbox/nothing", key=None).status_code == 404
+    assert (
+        api_request(
+            base, "POST", "/_sandbox/clock", key=None, body={"advance_seconds": -1}
+        ).status_code
+        == 400
+    )
     assert sandbox.requests == []
 
 
@@ -192,11 +206,11 @@ def test_command_serves_seeded_jobs_and_exits_cleanly_on_sigterm(tmp_path: Path)
         ]
         assert len(lines) == 6
         assert lines[1].startswith(f"/v2/prism/{DEMO_TEAM_ID}/imports/job_")
-        response = fetch(base, lines[0])
+        response = api_request(base, "GET", ref_path(lines[0]))
         assert response.status_code == 200
         assert response.json()["status"] == "complete"
-        control(base, "POST", "/_sandbox/clock", {"advance_seconds": 600})
-        assert fetch(base, lines[3]).json()["status"] == "complete"
+        api_request(base, "POST", "/_sandbox/clock", key=None, body={"advance_seconds": 600})
+        assert api_request(base, "GET", ref_path(lines[3])).json()["status"] == "complete"
     finally:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)

@@ -1,0 +1,38 @@
+"""One way for tests to call an API (the sandbox's, or its control endpoints) by hand."""
+
+from __future__ import annotations
+
+import typing as t
+
+import requests
+
+from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID
+
+
+def api_request(
+    base_url: str,
+    method: str,
+    path: str,
+    *,
+    key: str | None = DEMO_API_KEY,
+    body: t.Any = None,
+    headers: dict[str, str] | None = None,
+) -> requests.Response:
+    """One request on a connection of its own, read whole; ``key=None`` sends no key."""
+    sent = dict(headers or {})
+    if key is not None:
+        sent["x-api-key"] = key
+    with requests.Session() as session:
+        response = session.request(method, base_url + path, json=body, headers=sent, timeout=30)
+        response.close()
+    return response
+
+
+def job_path(job_id: str, team: str = DEMO_TEAM_ID) -> str:
+    return f"/v2/prism/{team}/imports/{job_id}"
+
+
+def ref_path(ref: str) -> str:
+    """The API path of a ``TEAM_ID/JOB_ID`` ref."""
+    team, job_id = ref.split("/")
+    return job_path(job_id, team)
