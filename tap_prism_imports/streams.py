@@ -203,87 +203,32 @@ class ImportJobsStream(LinkedStream, PrismStream):
         run = self._start_run()
         if run is None:
             return
-        encoding, storage = batch_config.encoding, batch_config.storage
-        gzipped = (encoding.compression or "").lower() == "gzip"
-
-        latest = {"fetched_at": None}  # the rows' bookmark: the last job written
-        rows_announced: list[str] = []  # since the last jobs file
-
-        def announce_rows(url: str) -> None:
-            results.announce_batch(encoding, [url], dict(latest))
-            rows_announced.append(url)
-
-        def rolling(
-            stream_name: str, on_full: Callable[[str], None] | None = None
-        ) -> RollingBatchFile:
-            return RollingBatchFile(
-                open_file=lambda name: open_for_writing(storage.get_url(name)),
-                url_of=storage.get_url,
-                name=f"{storage.prefix or ''}{self.tap_name}--{stream_name}",
-                gzipped=gzipped,
-                rows_per_file=batch_config.batch_size,
-                on_full=on_full,
-            )
-
-        jobs_file, rows_file = rolling(self.name), rolling(results.name, announce_rows)
-        write_rows = results.selected
-        if write_rows:
-            results.announce_schema()
-        # Each step written, with the rows file its last row is in (0: none).
-        pending: list[tuple[Step, int]] = []
-        rolled_at = time.monotonic()
+        files = _BatchFiles(self, results, batch_config)
         try:
             for step in run.steps(hold=True):
-                snapshot, rows_in = step.snapshot, 0
-                if snapshot is not None:
-                    jobs_file.write(orjson.dumps(snapshot.record, option=orjson.OPT_APPEND_NEWLINE))
-                    if write_rows and snapshot.results is not None and snapshot.results.count:
-                        latest["fetched_at"] = snapshot.record["fetched_at"]
-                        for block in snapshot.results.blocks(WRITE_BLOCK_BYTES):
-                            self.link.interruption.check()
-                            rows_file.write(block)
-                        rows_in = rows_file.last_row_file
-                pending.append((step, rows_in))
+                files.write(step, self.link.interruption)
                 self.link.interruption.check()
-                # Jobs go out with the rows they wait on, so claims keep pace with the rows.
-                if rows_announced or jobs_file.full or time.monotonic() - rolled_at > ROLL_SECONDS:
-                    yield from self._announce_jobs(jobs_file, encoding, run, pending, rows_file)
-                    rows_announced.clear()
-                    rolled_at = time.monotonic()
-            url = rows_file.finish()
-            if url is not None:
-                announce_rows(url)
-            yield from self._announce_jobs(jobs_file, encoding, run, pending, rows_file)
+                if files.due():
+                    yield from self._announce_jobs(files, run)
+            files.cut_rows()
+            yield from self._announce_jobs(files, run)
         except RunInterrupted:
             pass
         finally:
             # Files not announced are left unclaimed: their jobs go out again next run.
-            jobs_file.finish()
-            rows_file.finish()
-            for step, _ in pending:
-                step.close()
+            files.close()
             self._end_run(run)
 
     def _announce_jobs(
-        self,
-        jobs_file: RollingBatchFile,
-        encoding: t.Any,
-        run: ImportRun,
-        pending: list[tuple[Step, int]],
-        rows_file: RollingBatchFile,
+        self, files: _BatchFiles, run: ImportRun
     ) -> Iterator[tuple[t.Any, list[str]]]:
         """Announce the job records written; confirm the jobs whose rows are all announced."""
-        url = jobs_file.finish()
+        url = files.jobs.finish()
         if url is not None:
-            yield encoding, [url]  # the SDK writes the BATCH message, then resumes here
-        waiting = []
-        for step, rows_in in pending:
-            if rows_in <= rows_file.finished:
-                run.confirm(step)
-                step.close()
-            else:
-                waiting.append((step, rows_in))
-        pending[:] = waiting
+            yield files.encoding, [url]  # the SDK writes the BATCH message, then resumes here
+        for step in files.announced_steps():
+            run.confirm(step)
+            step.close()
         # Each announcement is a whole file of rows: its claims go out at once.
         self.write_checkpoint(rationed=False)
 
@@ -457,3 +402,85 @@ def _unchanged_by_maps_and_selection(stream: Stream) -> bool:
         and maps[0].stream_alias == stream.name
         and all(stream.mask.get(("properties", name), True) for name in stream.schema["properties"])
     )
+
+
+class _BatchFiles:
+    """A run's two rolling batch files, and the jobs waiting for theirs to be announced."""
+
+    def __init__(
+        self, jobs: ImportJobsStream, results: ImportResultsStream, batch_config: t.Any
+    ) -> None:
+        self.encoding = batch_config.encoding
+        storage = batch_config.storage
+        gzipped = (self.encoding.compression or "").lower() == "gzip"
+
+        def rolling(name: str, on_full: Callable[[str], None] | None) -> RollingBatchFile:
+            return RollingBatchFile(
+                open_file=lambda filename: open_for_writing(storage.get_url(filename)),
+                url_of=storage.get_url,
+                name=f"{storage.prefix or ''}{jobs.tap_name}--{name}",
+                gzipped=gzipped,
+                rows_per_file=batch_config.batch_size,
+                on_full=on_full,
+            )
+
+        self._results = results
+        self.jobs = rolling(jobs.name, None)
+        self.rows = rolling(results.name, self._announce_rows)
+        self._write_rows = results.selected
+        if self._write_rows:
+            results.announce_schema()
+        # Each step written, with the rows file its last row is in (0: none).
+        self._pending: list[tuple[Step, int]] = []
+        self._bookmark: dict[str, t.Any] = {"fetched_at": None}
+        self._rows_announced = False
+        self._cut_at = time.monotonic()
+
+    def write(self, step: Step, interruption: Interruption) -> None:
+        """The step's job record and rows, into the files being written."""
+        snapshot, rows_in = step.snapshot, 0
+        if snapshot is not None:
+            self.jobs.write(orjson.dumps(snapshot.record, option=orjson.OPT_APPEND_NEWLINE))
+            results = snapshot.results
+            if self._write_rows and results is not None and results.count:
+                self._bookmark["fetched_at"] = snapshot.record["fetched_at"]
+                for block in results.blocks(WRITE_BLOCK_BYTES):
+                    interruption.check()
+                    self.rows.write(block)
+                rows_in = self.rows.last_row_file
+        self._pending.append((step, rows_in))
+
+    def due(self) -> bool:
+        """Whether the job records should be announced now.
+
+        They go out with the rows files they wait on, so claims keep pace with the rows;
+        in a slow run, the files are also cut every ROLL_SECONDS.
+        """
+        if time.monotonic() - self._cut_at > ROLL_SECONDS:
+            self.cut_rows()
+            return True
+        return self._rows_announced or self.jobs.full
+
+    def cut_rows(self) -> None:
+        """Finish and announce the rows file being written."""
+        url = self.rows.finish()
+        if url is not None:
+            self._announce_rows(url)
+
+    def announced_steps(self) -> list[Step]:
+        """The jobs whose rows are all in announced files (taken off the waiting list)."""
+        done = [step for step, rows_in in self._pending if rows_in <= self.rows.finished]
+        self._pending = [(s, n) for s, n in self._pending if n > self.rows.finished]
+        self._rows_announced = False
+        self._cut_at = time.monotonic()
+        return done
+
+    def close(self) -> None:
+        self.jobs.finish()
+        self.rows.finish()
+        for step, _ in self._pending:
+            step.close()
+
+    def _announce_rows(self, url: str) -> None:
+        self._results.announce_batch(self.encoding, [url], dict(self._bookmark))
+        self._rows_announced = True

@@ -9,10 +9,12 @@ import re
 import typing as t
 
 from stub_api import Route, StubApi, http_response
-from tap_runner import run_cli
+from tap_runner import run_cli, run_tap, tap_config
 
 if t.TYPE_CHECKING:
     from pathlib import Path
+
+    import pytest
 
     from tap_prism_imports.sandbox import Sandbox
 
@@ -147,3 +149,21 @@ def test_batch_config_with_stream_maps_is_a_configuration_error(
     assert result.returncode != 0
     assert "`batch_config` cannot be combined with `stream_maps`" in result.stderr
     assert sandbox.requests == []
+
+
+def test_a_slow_run_cuts_its_files_on_time_so_claims_keep_up(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tap_prism_imports.streams.ROLL_SECONDS", 0.0)
+    jobs = [sandbox.add_job(rows=50) for _ in range(3)]
+    config = tap_config(
+        sandbox, [sandbox.ref(job) for job in jobs], **batch_settings(tmp_path, 100_000)
+    )
+    run = run_tap(config, sandbox=sandbox)
+    assert run.error is None, run.logs
+    rows_files = [
+        m for m in run.messages if m["type"] == "BATCH" and m["stream"] == "import_results"
+    ]
+    assert len(rows_files) == len(jobs)  # far below batch_size, each cut by time
+    claims = [len(claimed(m)) for m in run.messages if m["type"] == "STATE"]
+    assert sorted(set(claims) - {0}) == [1, 2, 3]
