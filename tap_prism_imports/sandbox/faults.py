@@ -51,7 +51,8 @@ BODY_KINDS = (MALFORMED_JSON, UNEXPECTED_STATUS, MISSING_FIELDS, RESULTS_WRONG_T
 TRANSPORT_KINDS = (DROP_CONNECTION, TRUNCATE_BODY)
 FAULT_KINDS = (LATENCY, *STATUS_KINDS, *BODY_KINDS, *TRANSPORT_KINDS)
 
-_NOT_GIVEN: Any = object()
+# A fault's value when none was given (None is a value a fault can set).
+NOT_GIVEN: Any = object()
 
 
 @dataclass
@@ -66,7 +67,7 @@ class Fault:
     status: int = 500
     retry_after: int | str = 1
     seconds: float = 0.0
-    value: Any = _NOT_GIVEN
+    value: Any = NOT_GIVEN
     fields: tuple[str, ...] = ("status", "total")
     fired: int = field(default=0)
 
@@ -83,7 +84,7 @@ class Fault:
         if self.method is not None:
             self.method = self.method.upper()
         self.fields = tuple(self.fields)
-        if self.value is _NOT_GIVEN:
+        if self.value is NOT_GIVEN:
             self.value = "queued" if self.kind == UNEXPECTED_STATUS else "unavailable"
 
     @property

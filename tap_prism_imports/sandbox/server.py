@@ -232,7 +232,7 @@ class Sandbox:
         status: int = 500,
         retry_after: int | str = 1,
         seconds: float = 0.0,
-        value: Any = fault_kinds._NOT_GIVEN,  # noqa: SLF001
+        value: Any = fault_kinds.NOT_GIVEN,
         fields: Sequence[str] = ("status", "total"),
     ) -> Fault:
         """Add a fault (see ``tap_prism_imports.sandbox.faults`` for the kinds).
