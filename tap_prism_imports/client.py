@@ -32,9 +32,10 @@ from singer_sdk.streams import RESTStream
 from typing_extensions import override
 
 from tap_prism_imports import __version__
+from tap_prism_imports.body_reader import InvalidSnapshotError
 from tap_prism_imports.pacing import RequestBudget, RequestPacer
 from tap_prism_imports.pipeline import JobFetchError, JobNotFoundError
-from tap_prism_imports.snapshots import InvalidSnapshotError, JobSnapshot, parse_snapshot, utc_now
+from tap_prism_imports.snapshots import JobSnapshot, parse_snapshot, utc_now
 
 if t.TYPE_CHECKING:
     import logging

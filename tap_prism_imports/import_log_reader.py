@@ -78,11 +78,10 @@ from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-
 from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import Self
 
+from tap_prism_imports.body_reader import InvalidSnapshotError, ResultsSpool
 from tap_prism_imports.import_log import IMPORT_LOG_FORMAT_VERSION
 from tap_prism_imports.job_refs import JobRef, JobRefError, parse_job_ref, validate_team_id
 from tap_prism_imports.snapshots import (
-    InvalidSnapshotError,
-    ResultsSpool,
     format_datetime,
     parse_datetime,
     parse_snapshot,

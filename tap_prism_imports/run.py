@@ -17,6 +17,7 @@ import typing as t
 from collections import Counter
 from dataclasses import dataclass, field
 
+from tap_prism_imports.body_reader import OUTCOMES
 from tap_prism_imports.import_log_reader import attach_source_keys, read_input_keys
 from tap_prism_imports.job_refs import JobRef
 from tap_prism_imports.pacing import RequestBudgetExhaustedError, RunStoppedError
@@ -30,7 +31,6 @@ from tap_prism_imports.pipeline import (
 from tap_prism_imports.snapshots import (
     IMPORT_MODES,
     JOB_STATUSES,
-    OUTCOMES,
     TERMINAL_STATUSES,
     JobSnapshot,
     utc_now,

@@ -19,6 +19,7 @@ from singer_sdk.mapper import SameRecordTransform
 from typing_extensions import override
 
 from tap_prism_imports.batch_files import RollingBatchFile, open_for_writing
+from tap_prism_imports.body_reader import OUTCOMES, ResultsSpool
 from tap_prism_imports.client import PrismStream
 from tap_prism_imports.import_log_reader import read_import_log
 from tap_prism_imports.job_refs import resolve_job_refs
@@ -34,9 +35,7 @@ from tap_prism_imports.signals import Interruption, RunInterrupted, exit_for_sig
 from tap_prism_imports.snapshots import (
     IMPORT_MODES,
     JOB_STATUSES,
-    OUTCOMES,
     JobSnapshot,
-    ResultsSpool,
     iter_result_records,
     utc_now,
 )

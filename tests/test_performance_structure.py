@@ -23,7 +23,7 @@ import pytest
 from stub_api import Route, StubApi, http_response
 from tap_runner import run_tap
 
-from tap_prism_imports import snapshots
+from tap_prism_imports import body_reader
 from tap_prism_imports.state import StateCheckpoints
 from tap_prism_imports.tap import TapPrismImports
 
@@ -103,15 +103,15 @@ class _SpoolSpy:
     """Keeps every ``ResultsSpool`` the parser creates, to read its row count mid-body."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.spools: list[snapshots.ResultsSpool] = []
+        self.spools: list[body_reader.ResultsSpool] = []
         spy = self
 
-        class SpyingSpool(snapshots.ResultsSpool):
+        class SpyingSpool(body_reader.ResultsSpool):
             def __init__(self) -> None:
                 super().__init__()
                 spy.spools.append(self)
 
-        monkeypatch.setattr(snapshots, "ResultsSpool", SpyingSpool)
+        monkeypatch.setattr(body_reader, "ResultsSpool", SpyingSpool)
 
     def rows(self) -> int:
         return sum(spool.count for spool in self.spools)

@@ -21,13 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, FormatChecker
 
+from tap_prism_imports.body_reader import SPOOL_BLOCK_ROWS, InvalidSnapshotError
 from tap_prism_imports.job_refs import JobRef
-from tap_prism_imports.snapshots import (
-    SPOOL_BLOCK_ROWS,
-    InvalidSnapshotError,
-    JobSnapshot,
-    parse_snapshot,
-)
+from tap_prism_imports.snapshots import JobSnapshot, parse_snapshot
 from tap_prism_imports.streams import ImportJobsStream, ImportResultsStream
 
 REF = JobRef("1f0c6a52-8a3e-4d5f-9b1c-2d3e4f5a6b7c", "job_1")
@@ -286,7 +282,8 @@ def test_a_number_too_long_for_the_parser_is_refused_not_a_crash() -> None:
     script = (
         "import datetime, io, sys\n"
         "from tap_prism_imports.job_refs import JobRef\n"
-        "from tap_prism_imports.snapshots import InvalidSnapshotError, parse_snapshot\n"
+        "from tap_prism_imports.body_reader import InvalidSnapshotError\n"
+        "from tap_prism_imports.snapshots import parse_snapshot\n"
         "now = datetime.datetime.now(datetime.timezone.utc)\n"
         "ref = JobRef('1f0c6a52-8a3e-4d5f-9b1c-2d3e4f5a6b7c', 'job_1')\n"
         "for chunk_digits in (5000, 70000):\n"
