@@ -1,6 +1,6 @@
 """End to end into PostgreSQL: Meltano with the tap (RECORD and BATCH), dlt, and COPY.
 
-    .venv/bin/pip install --group bench     # dlt, for its baseline
+    .venv/bin/pip install --group bench     # dlt (and pyarrow, ADBC), for its baselines
     make plugins                            # Meltano and its plugins
     .venv/bin/python benchmarks/pipeline.py                  # 200k and 1M rows, 3 runs
     .venv/bin/python benchmarks/pipeline.py --rows 20000 --runs 1
@@ -13,7 +13,8 @@ throwaway PostgreSQL server (the one the end-to-end tests start) by:
 - ``meltano run tap-prism-imports-batch target-postgres``: the tap writes gzipped JSON
   Lines files and sends BATCH messages (the SDK's batch path);
 - a dlt pipeline that GETs the same job over HTTP and merges it on the same primary key
-  (team_id, job_id, row_index);
+  (team_id, job_id, row_index), with dlt's default ``insert_values`` files and with
+  parquet files (loaded through ADBC);
 - PostgreSQL's floor: COPY of the rows (as CSV, written beforehand) into a temp table, then
   ``INSERT ... ON CONFLICT DO UPDATE``.
 
@@ -347,8 +348,8 @@ class Bench:
             path.unlink()
         return Sample(wall, usage, len(left))
 
-    def dlt(self, log: Path) -> Sample:
-        schema = "prism_dlt"
+    def dlt(self, log: Path, file_format: str = "insert_values") -> Sample:
+        schema = f"prism_dlt_{file_format}"
         self.reset(schema)
         pg = self.postgres
         credentials = f"postgresql://{pg.user}:{pg.password}@127.0.0.1:{pg.port}/{pg.database}"
@@ -359,6 +360,7 @@ class Bench:
             self.sandbox.base_url + self.sandbox.location(self.job_id),
             credentials,
             schema,
+            file_format,
         ]
         env = {**os.environ, "RUNTIME__LOG_LEVEL": "WARNING", "DLT_DATA_DIR": str(self.workdir)}
         wall, usage = run_measured(
@@ -445,7 +447,7 @@ def result_rows(snapshot_url: str) -> t.Iterator[dict[str, t.Any]]:
         }
 
 
-def dlt_load(snapshot_url: str, credentials: str, schema: str) -> None:
+def dlt_load(snapshot_url: str, credentials: str, schema: str, file_format: str) -> None:
     """The dlt baseline, run as its own process: fetch the job, merge it on the key."""
     import dlt  # noqa: PLC0415 - an optional dependency (group `bench`)
 
@@ -460,7 +462,7 @@ def dlt_load(snapshot_url: str, credentials: str, schema: str) -> None:
         destination=dlt.destinations.postgres(credentials),
         dataset_name=schema,
     )
-    pipeline.run(resource)
+    pipeline.run(resource, loader_file_format=t.cast("t.Any", file_format))
 
 
 def write_csv(sandbox: Sandbox, job_id: str, path: Path) -> None:
@@ -485,6 +487,10 @@ def pipeline_variants() -> dict[str, tuple[str, t.Callable[[Bench, Path], Sample
             lambda b, log: b.meltano("tap-prism-imports-batch", TUNED, log),
         ),
         "dlt": ("dlt 1.31, merge", lambda b, log: b.dlt(log)),
+        "dlt-parquet": (
+            "dlt 1.31, merge, parquet (ADBC)",
+            lambda b, log: b.dlt(log, "parquet"),
+        ),
         "copy": (
             "COPY to temp table + INSERT ON CONFLICT",
             lambda b, log: b.copy_floor(b.workdir / "rows.csv", log),
@@ -594,6 +600,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["dlt-load"]:
-        dlt_load(*sys.argv[2:5])
+        dlt_load(*sys.argv[2:6])
         sys.exit(0)
     sys.exit(main())

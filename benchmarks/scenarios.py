@@ -147,7 +147,7 @@ def _one_job(
         ),
         Variant(
             key="lower-big",
-            label="lower bound (ijson+orjson)",
+            label="lower bound (no SDK)",
             command=[*LOWER, c_big],
             jobs=1,
             rows=sizes.big_rows,
@@ -156,7 +156,7 @@ def _one_job(
         ),
         Variant(
             key="lower-small",
-            label="lower bound (ijson+orjson)",
+            label="lower bound (no SDK)",
             command=[*LOWER, c_small],
             jobs=1,
             rows=sizes.small_rows,
