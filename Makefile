@@ -46,12 +46,23 @@ $(MELTANO_VENV)/.installed:
 PLUGINS := tap-prism-imports tap-prism-imports-batch target-jsonl target-duckdb target-postgres
 .meltano/.plugins-installed: meltano.yml pyproject.toml $(MELTANO_VENV)/.installed
 	$(MELTANO) install $(PLUGINS)
+	$(COMPILE_BYTECODE)
 	touch $@
 
 # target-snowflake only for its type-mapping test (tests/test_snowflake_types.py).
 .meltano/.snowflake-installed: meltano.yml $(MELTANO_VENV)/.installed
 	$(MELTANO) install target-snowflake
 	touch $@
+
+# Meltano's and its plugins' environments get no bytecode at install, and with
+# PYTHONDONTWRITEBYTECODE set (as in many container images) every process start
+# compiles each module again: measured, 1.4 s of CPU for the tap's --discover instead
+# of 0.3 s, paid by the tap twice per `meltano run`, by Meltano and by the loader.
+# compileall exits non-zero for the odd file written for another Python (those are
+# compiled at import, as before), so its status is not checked.
+COMPILE_BYTECODE = for venv in $(MELTANO_VENV) .meltano/*/*/venv; do \
+	  $$venv/bin/python -m compileall -qq -j 0 $$venv/lib >/dev/null || true; done; \
+	$(MELTANO_VENV)/bin/python -m compileall -qq -j 0 tap_prism_imports >/dev/null || true
 
 venv: $(VENV)/.installed
 meltano: $(MELTANO_VENV)/.installed
