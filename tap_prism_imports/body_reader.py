@@ -424,9 +424,9 @@ class _Container:
 class _EventWalker:
     """One pass over a body's parse events: top-level fields kept, results rows built.
 
-    ``top_only``: the stream's results array must not be an array (the fast reader has
-    read it, or is about to). ``continues``: the stream's array is the one the fast
-    reader began, so its rows carry on its row numbers.
+    ``top_only``: the stream may hold no results array (the fast reader has read the
+    body's, or is about to). ``continues``: the stream's results array is the one the
+    fast reader began, so its rows carry on its row numbers.
     """
 
     def __init__(self, rows: ResultLines, *, top_only: bool, continues: bool = False) -> None:
