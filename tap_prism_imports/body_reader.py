@@ -65,9 +65,9 @@ _RESULTS_OPEN = b'{"results":['
 # After a row, the walker is given a placeholder row it drops, so its array stays valid.
 _RESULTS_AFTER_A_ROW = b'{"results":[{}'
 
-_COUNT_FIELDS = ("total", "processed", "succeeded", "failed")
-_DATETIME_FIELDS = ("created_at", "updated_at", "expires_at")
-TOP_FIELDS = frozenset({"job_id", "status", "error", *_COUNT_FIELDS, *_DATETIME_FIELDS})
+COUNT_FIELDS = ("total", "processed", "succeeded", "failed")
+DATETIME_FIELDS = ("created_at", "updated_at", "expires_at")
+_TOP_FIELDS = frozenset({"job_id", "status", "error", *COUNT_FIELDS, *DATETIME_FIELDS})
 _SCALAR_EVENTS = frozenset({"string", "number", "boolean", "null"})
 _CONTAINER_EVENTS = frozenset({"start_map", "start_array"})
 # Text columns of a result record that carry the API's own strings.
@@ -99,16 +99,6 @@ _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 
 class InvalidSnapshotError(ValueError):
     """The API answered 200 with a body that is not a usable job snapshot."""
-
-
-def result_outcome(*, created: object, existing: object, has_error: bool) -> str | None:
-    if has_error:
-        return "failed"
-    if created is True:
-        return "created"
-    if existing is True:
-        return "existing"
-    return None
 
 
 class ResultsSpool:
@@ -478,11 +468,11 @@ class _EventWalker:
                     msg = "the body is not a JSON object"
                     raise InvalidSnapshotError(msg)
                 seen_root = True
-            elif event in _SCALAR_EVENTS and (prefix in TOP_FIELDS or prefix.startswith("error.")):
+            elif event in _SCALAR_EVENTS and (prefix in _TOP_FIELDS or prefix.startswith("error.")):
                 top[prefix] = value
             elif prefix == "error" and event == "start_map":
                 top["error"] = True
-            elif prefix in TOP_FIELDS and event in _CONTAINER_EVENTS:
+            elif prefix in _TOP_FIELDS and event in _CONTAINER_EVENTS:
                 top[prefix] = _Container(event)
         return top
 

@@ -15,7 +15,12 @@ from decimal import Decimal
 
 import orjson
 
-from tap_prism_imports.body_reader import InvalidSnapshotError, read_body
+from tap_prism_imports.body_reader import (
+    COUNT_FIELDS,
+    DATETIME_FIELDS,
+    InvalidSnapshotError,
+    read_body,
+)
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -27,8 +32,6 @@ JOB_STATUSES = ("complete", "processing", "failed")
 TERMINAL_STATUSES = frozenset({"complete", "failed"})
 IMPORT_MODES = ("async", "sync", "rejected")
 
-_COUNT_FIELDS = ("total", "processed", "succeeded", "failed")
-_DATETIME_FIELDS = ("created_at", "updated_at", "expires_at")
 # Warehouses store counts as signed 64-bit integers (bigint).
 MAX_COUNT = 2**63 - 1
 # Values from the body quoted in warnings and errors are cut to this length.
@@ -142,7 +145,7 @@ def parse_snapshot(body: t.BinaryIO, ref: JobRef, fetched_at: datetime.datetime)
         spool.close()
     warnings.extend(
         f"{name} is {_shown(top[name])}, not an RFC 3339 date-time; emitted as null"
-        for name in _DATETIME_FIELDS
+        for name in DATETIME_FIELDS
         if top.get(name) is not None and record[name] is None
     )
     body_job_id = top.get("job_id")
@@ -192,7 +195,7 @@ def _job_record(
     if top.get("total") is None:
         msg = "total is missing"
         raise InvalidSnapshotError(msg)
-    counts = {name: _count(top, name, warnings) for name in _COUNT_FIELDS}
+    counts = {name: _count(top, name, warnings) for name in COUNT_FIELDS}
     error_code = error_message = None
     if "error" in top or "error.code" in top or "error.message" in top:
         error_code = texts.clean(top.get("error.code"))
@@ -207,7 +210,7 @@ def _job_record(
         **counts,
         "error_code": error_code,
         "error_message": error_message,
-        **{name: normalize_datetime(top.get(name)) for name in _DATETIME_FIELDS},
+        **{name: normalize_datetime(top.get(name)) for name in DATETIME_FIELDS},
         "results_count": spool.count if spool is not None and status != "processing" else None,
         "fetched_at": fetched_at,
         # A job read at GET is async; the import log tells its object type and submission.
