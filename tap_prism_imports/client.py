@@ -11,9 +11,7 @@ from __future__ import annotations
 import email.utils
 import enum
 import functools
-import ipaddress
 import math
-import os
 import random
 import threading
 import time
@@ -27,27 +25,33 @@ import ijson
 import requests
 import urllib3.exceptions
 from singer_sdk.authenticators import APIKeyAuthenticator
-from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, RetriableAPIError
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.streams import RESTStream
 from typing_extensions import override
 
 from tap_prism_imports import __version__
 from tap_prism_imports.body_reader import InvalidSnapshotError
-from tap_prism_imports.pacing import RequestBudget, RequestPacer
-from tap_prism_imports.pipeline import JobFetchError, JobNotFoundError
+from tap_prism_imports.pacing import (
+    STOPPED_BY_API_LIMIT,
+    STOPPED_UNREACHABLE,
+    RequestBudget,
+    RequestPacer,
+)
+from tap_prism_imports.pipeline import ApiUnreachableError, JobFetchError, JobNotFoundError
+from tap_prism_imports.settings import (
+    API_KEY_ENV,
+    DEFAULT_API_URL,
+    SyncSettings,
+    check_sync_settings,
+)
 from tap_prism_imports.snapshots import JobSnapshot, parse_snapshot, utc_now
 
 if t.TYPE_CHECKING:
-    import logging
     from collections.abc import Callable, Mapping
 
     from backoff.types import Details
 
     from tap_prism_imports.job_refs import JobRef
-
-DEFAULT_API_URL = "https://developers.micro.so"
-API_KEY_ENV = "MICRO_API_KEY"
-API_URL_ENV = "MICRO_BASE_URL"
 
 # As the official SDK: Retry-After is obeyed up to 60 s; otherwise exponential
 # backoff from 0.5 s to 8 s with jitter; 5 s to connect.
@@ -83,10 +87,6 @@ class RequestDeadlineError(requests.exceptions.Timeout):
     """The whole request, connect to last byte, took longer than ``request_timeout_seconds``."""
 
 
-class ApiUnreachableError(JobFetchError):
-    """No connection to ``api_url`` could be made, try after try: no job can be read."""
-
-
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds to wait per ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP-date)."""
     if (millis := headers.get("retry-after-ms")) is not None:
@@ -107,47 +107,6 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     except (TypeError, ValueError):
         return None
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
-
-
-def resolve_api_url(
-    config: Mapping[str, t.Any], logger: logging.Logger | logging.LoggerAdapter[logging.Logger]
-) -> str:
-    """The base URL from ``api_url``, else ``MICRO_BASE_URL``, else the provider's default."""
-    api_url = config.get("api_url") or os.environ.get(API_URL_ENV) or DEFAULT_API_URL
-    parts = urllib.parse.urlsplit(api_url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        msg = (
-            f"`api_url` {api_url!r} is not an http(s) URL; "
-            f"use e.g. {DEFAULT_API_URL} (or set {API_URL_ENV})."
-        )
-        raise ConfigValidationError(msg, errors=[msg])
-    if parts.query or parts.fragment or parts.username or parts.password:
-        msg = f"`api_url` {api_url!r} must be a plain base URL: no credentials, query or fragment."
-        raise ConfigValidationError(msg, errors=[msg])
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        logger.warning(
-            "`api_url` %s is plain http to a non-loopback host: the API key would travel "
-            "in clear text. Use https.",
-            api_url,
-        )
-    return api_url.rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def resolve_api_key(config: Mapping[str, t.Any]) -> str:
-    api_key = config.get("api_key") or os.environ.get(API_KEY_ENV)
-    if not api_key:
-        msg = f"No API key: set the `api_key` setting or the {API_KEY_ENV} environment variable."
-        raise ConfigValidationError(msg, errors=[msg])
-    return str(api_key)
 
 
 class Verdict(enum.Enum):
@@ -216,8 +175,13 @@ class PrismStream(RESTStream[t.Any]):
         self.requests_session.mount("http://", adapter)
 
     @functools.cached_property
+    def sync_settings(self) -> SyncSettings:
+        """The settings of a sync, checked once (the tap asks before the sync starts)."""
+        return check_sync_settings(self.config, self.logger)
+
+    @property
     def api_url(self) -> str:
-        return resolve_api_url(self.config, self.logger)
+        return self.sync_settings.connection.api_url
 
     @property
     @override
@@ -227,7 +191,7 @@ class PrismStream(RESTStream[t.Any]):
     @functools.cached_property
     @override
     def authenticator(self) -> APIKeyAuthenticator:
-        return APIKeyAuthenticator(key="x-api-key", value=resolve_api_key(self.config))
+        return APIKeyAuthenticator(key="x-api-key", value=self.sync_settings.connection.api_key)
 
     @property
     @override
@@ -279,10 +243,10 @@ class PrismStream(RESTStream[t.Any]):
             )
             raise FatalAPIError(msg)
         if verdict is Verdict.NOT_FOUND:
-            raise JobNotFoundError(reason)
+            raise JobNotFoundError(reason, url=response.url)
         if verdict is Verdict.QUOTA_SPENT:
             # Limits are per key: every other request would be refused too.
-            self.pacer.stop()
+            self.pacer.stop(STOPPED_BY_API_LIMIT)
             msg = (
                 f"{reason}: the API asked to wait {wait:.0f} s (Retry-After), more "
                 f"than the {MAX_RETRY_AFTER_SECONDS:.0f} s the tap waits; the key's rate "
@@ -372,11 +336,11 @@ class PrismStream(RESTStream[t.Any]):
         except requests.exceptions.ConnectionError as error:
             if _connection_refused_or_unresolved(error):
                 # Every other job would fail the same way: stop, as a spent quota does.
-                self.pacer.stop()
+                self.pacer.stop(STOPPED_UNREACHABLE)
                 msg = (
-                    f"cannot connect to the API at `api_url` {self.api_url} after {MAX_TRIES} "
-                    f"tries: {_root_cause(error)}. No more requests this run; check `api_url` "
-                    "and the network, then run again."
+                    f"Cannot connect to the API at `api_url` {self.api_url} ({MAX_TRIES} tries): "
+                    f"{_root_cause(error)}. No more requests this run; check `api_url` and "
+                    "the network."
                 )
                 raise ApiUnreachableError(msg) from error
             raise self._gave_up(error) from error
@@ -405,6 +369,7 @@ class PrismStream(RESTStream[t.Any]):
             timeout=(min(CONNECT_TIMEOUT_SECONDS, timeout), min(STALL_TIMEOUT_SECONDS, timeout)),
             allow_redirects=False,
         ) as response:
+            self.request_budget.note_answer()
             self.logger.debug(
                 "GET %s -> %s in %.3f s",
                 ref.path,

@@ -22,6 +22,7 @@ UUID_PATTERN = re.compile(
 JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9._~:-]{1,255}")
 LOCATION_PATH = re.compile(r"/v2/prism/(?P<team_id>[^/]*)/imports/(?P<job_id>[^/]*)")
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+WHITESPACE = re.compile(r"\s")
 
 # A job ref is at most a URL with two ids in it; a longer line is not a ref.
 MAX_REF_LENGTH = 2048
@@ -106,6 +107,9 @@ def parse_job_ref(ref: str, default_team_id: str | None) -> JobRef:
         raise JobRefError(msg)
     if not ref:
         msg = "is empty"
+        raise JobRefError(msg)
+    if WHITESPACE.search(ref):
+        msg = "contains whitespace: write one ref per entry, as TEAM_ID/JOB_ID (a slash, no space)"
         raise JobRefError(msg)
     team_id, job_id = _split_ref(ref)
     if team_id is None:

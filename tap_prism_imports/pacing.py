@@ -16,7 +16,17 @@ class RequestBudgetExhaustedError(Exception):
 
 
 class RunStoppedError(Exception):
-    """The run is ending (a fatal error, or a spent quota): no further request is sent."""
+    """No further request is sent this run; ``reason`` says why, for the run's summary."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# Why a run stopped sending requests, as its summary names the jobs left for the next run.
+STOPPED_BY_API_LIMIT = "API limit"
+STOPPED_UNREACHABLE = "API unreachable"
+STOPPED_BY_RUN_END = "run ended"
 
 
 class RequestPacer:
@@ -28,6 +38,7 @@ class RequestPacer:
         self._next_slot = 0.0
         self._paused_until = 0.0
         self._stopped = threading.Event()
+        self._stop_reason = STOPPED_BY_RUN_END
 
     def wait_turn(self) -> None:
         while True:
@@ -36,14 +47,20 @@ class RequestPacer:
                 slot = max(now, self._next_slot, self._paused_until)
                 self._next_slot = slot + self._interval
             if self._stopped.wait(max(0.0, slot - time.monotonic())):
-                raise RunStoppedError
+                raise RunStoppedError(self._stop_reason)
             with self._lock:
                 if time.monotonic() >= self._paused_until:
                     return
 
-    def stop(self) -> None:
-        """Refuse every request from now on (requests already sent finish)."""
-        self._stopped.set()
+    def stop(self, reason: str = STOPPED_BY_RUN_END) -> None:
+        """Refuse every request from now on (requests already sent finish).
+
+        The first reason given is the one requests are refused with.
+        """
+        with self._lock:
+            if not self._stopped.is_set():
+                self._stop_reason = reason
+                self._stopped.set()
 
     def pause(self, seconds: float) -> None:
         with self._lock:
@@ -51,11 +68,18 @@ class RequestPacer:
 
 
 class RequestBudget:
-    """Counts every request made in the run against an optional limit."""
+    """Counts every request attempted in the run against an optional limit.
+
+    An attempt counts whether or not an answer came back: one that timed out may still
+    have reached the API and counted against the key's quota.
+    """
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
+        #: Requests attempted.
         self.spent = 0
+        #: Attempts that got an HTTP answer (any status).
+        self.answered = 0
         self._lock = threading.Lock()
 
     def spend(self) -> None:
@@ -63,3 +87,11 @@ class RequestBudget:
             if self.limit is not None and self.spent >= self.limit:
                 raise RequestBudgetExhaustedError
             self.spent += 1
+
+    def note_answer(self) -> None:
+        with self._lock:
+            self.answered += 1
+
+    @property
+    def unanswered(self) -> int:
+        return self.spent - self.answered

@@ -25,11 +25,20 @@ if t.TYPE_CHECKING:
 
 
 class JobNotFoundError(Exception):
-    """``fetch`` found no such job: unknown, or expired (the API keeps jobs 7 days)."""
+    """``fetch`` found no such job (404): unknown, expired, or asked for at a wrong URL."""
+
+    def __init__(self, reason: str, *, url: str) -> None:
+        super().__init__(reason)
+        #: What was asked for, for messages (never carries the key: it goes in a header).
+        self.url = url
 
 
 class JobFetchError(Exception):
     """``fetch`` could not read the job this run; the other jobs go on."""
+
+
+class ApiUnreachableError(JobFetchError):
+    """No connection to ``api_url`` could be made, try after try: no job can be read."""
 
 
 @dataclass
@@ -91,18 +100,46 @@ class SnapshotPipeline:
         self._requests_refused = False
         self._workers = workers
         self._wait = wait
+        self._pool = concurrent.futures.ThreadPoolExecutor(workers, "prism-fetch")
+        self._first: tuple[JobRef, concurrent.futures.Future[JobSnapshot]] | None = None
+
+    def fetch_first(self, ref: JobRef) -> None:
+        """Request ``ref`` now and wait for its answer; ``run`` hands it out in its turn.
+
+        An error of a ``fatal_errors`` type (a refused key) is raised here, before the
+        caller emits anything. Waiting notices a termination request.
+        """
+        future = self._pool.submit(self._fetch, ref)
+        self._first = (ref, future)
+        while not future.done():
+            concurrent.futures.wait([future], timeout=INTERRUPT_CHECK_SECONDS)
+            if self._interruption.is_set():
+                self._stop_requests()
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._interruption.check()
+        error = future.exception()
+        if isinstance(error, self._fatal_errors):
+            self._stop_requests()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            raise error
 
     def run(self, refs: Iterable[JobRef]) -> Iterator[FetchOutcome]:
+        """Each job's final outcome, in the order of ``refs``."""
         jobs = list(refs)
         window = len(jobs) if self._wait else self._workers * 4
-        pool = concurrent.futures.ThreadPoolExecutor(self._workers, "prism-fetch")
+        pool = self._pool
         pending: dict[concurrent.futures.Future[JobSnapshot], _Poll] = {}
         finished: dict[int, FetchOutcome] = {}
         polls: list[_Poll] = []
         next_submit = next_yield = 0
 
         def submit(poll: _Poll) -> None:
-            pending[pool.submit(self._fetch, jobs[poll.index])] = poll
+            ref = jobs[poll.index]
+            if self._first is not None and self._first[0] == ref and poll.previous is None:
+                pending[self._first[1]] = poll
+                self._first = None
+            else:
+                pending[pool.submit(self._fetch, ref)] = poll
 
         try:
             while next_yield < len(jobs):
@@ -138,6 +175,14 @@ class SnapshotPipeline:
             # Stopping for a signal: requests in flight are abandoned, not waited for.
             pool.shutdown(wait=not self._interruption.is_set(), cancel_futures=True)
             _close_unemitted(pending, finished, polls)
+
+    def close(self) -> None:
+        """Stop requesting; release the first job's answer if it was never handed out."""
+        self._stop_requests()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._first is not None:
+            _close_unemitted({self._first[1]: _Poll(0.0, 0, 0.0, None)}, {}, [])
+            self._first = None
 
     @staticmethod
     def _give_up_polls(polls: list[_Poll], jobs: list[JobRef]) -> dict[int, FetchOutcome]:

@@ -20,8 +20,13 @@ from dataclasses import dataclass, field
 from tap_prism_imports.body_reader import OUTCOMES
 from tap_prism_imports.import_log_reader import attach_source_keys, read_input_keys
 from tap_prism_imports.job_refs import JobRef
-from tap_prism_imports.pacing import RequestBudgetExhaustedError, RunStoppedError
+from tap_prism_imports.pacing import (
+    STOPPED_UNREACHABLE,
+    RequestBudgetExhaustedError,
+    RunStoppedError,
+)
 from tap_prism_imports.pipeline import (
+    ApiUnreachableError,
     FetchOutcome,
     JobFetchError,
     JobNotFoundError,
@@ -33,11 +38,13 @@ from tap_prism_imports.snapshots import (
     JOB_STATUSES,
     TERMINAL_STATUSES,
     JobSnapshot,
+    format_datetime,
     utc_now,
 )
-from tap_prism_imports.state import NOT_FOUND
+from tap_prism_imports.state import MAX_MISSES, MISS_RETRY_DELAYS, NOT_FOUND, Plan
 
 if t.TYPE_CHECKING:
+    import datetime
     import logging
     from collections.abc import Callable, Generator, Mapping
 
@@ -47,6 +54,8 @@ if t.TYPE_CHECKING:
     from tap_prism_imports.state import JobLedger
 
 MAX_FAILURES_SHOWN = 10
+LEFT_BY_BUDGET = "request budget"
+LEFT_INTERRUPTED = "interrupted"
 
 
 class JobsFailedError(Exception):
@@ -58,6 +67,7 @@ class RunSettings:
     """The settings that shape a run, read from the tap's config."""
 
     refresh_terminal: bool = False
+    refresh_not_found: bool = False
     wait: WaitPolicy | None = None
 
     @classmethod
@@ -68,7 +78,11 @@ class RunSettings:
                 first_interval=float(config.get("poll_interval_seconds", 30)),
                 deadline=time.monotonic() + float(config.get("max_wait_seconds", 900)),
             )
-        return cls(refresh_terminal=bool(config.get("refresh_terminal_jobs")), wait=wait)
+        return cls(
+            refresh_terminal=bool(config.get("refresh_terminal_jobs")),
+            refresh_not_found=bool(config.get("refresh_not_found_jobs")),
+            wait=wait,
+        )
 
 
 @dataclass
@@ -78,28 +92,43 @@ class RunSummary:
     configured: int = 0
     already_final: int = 0
     expired: int = 0
-    not_found: int = 0
-    not_requested: int = 0
+    gone: int = 0
+    waiting: int = 0
+    #: Jobs that were to be requested but were not, by why (budget, API limit, ...).
+    left: Counter[str] = field(default_factory=Counter)
     failed: list[str] = field(default_factory=list)
     jobs_by_status: Counter[str] = field(default_factory=Counter)
     imports_by_mode: Counter[str] = field(default_factory=Counter)
     rows_by_outcome: Counter[str | None] = field(default_factory=Counter)
 
-    def line(self, requests_made: int) -> str:
+    @property
+    def not_requested(self) -> int:
+        return sum(self.left.values())
+
+    def line(self, answered: int, unanswered: int) -> str:
         statuses = ", ".join(f"{self.jobs_by_status[s]} {s}" for s in JOB_STATUSES)
         outcomes = ", ".join(f"{self.rows_by_outcome[o]} {o}" for o in OUTCOMES)
         unknown = self.rows_by_outcome[None]
+        left = ", ".join(f"{count} ({reason})" for reason, count in sorted(self.left.items()))
         return (
-            f"Run summary: {requests_made} requests; {self.configured} jobs configured; "
-            f"emitted jobs: {statuses}; "
+            f"Run summary: {_requests(answered, unanswered)}; "
+            f"{self.configured} jobs configured; emitted jobs: {statuses}; "
             + ", ".join(f"{self.imports_by_mode[m]} {m}" for m in IMPORT_MODES)
             + f"; rows: {outcomes}"
             + (f", {unknown} without outcome" if unknown else "")
             + f"; skipped: {self.already_final} already final, {self.expired} expired, "
-            f"{self.not_found} not found (expired or unknown), "
-            f"{self.not_requested} left for the next run (request budget or API limit), "
-            f"{len(self.failed)} failed"
+            f"{self.gone} gone (404 at this api_url), {self.waiting} waiting after a 404; "
+            f"left for the next run: {left or 'none'}; {len(self.failed)} failed"
         )
+
+
+def _requests(answered: int, unanswered: int) -> str:
+    if not answered and not unanswered:
+        return "no request was needed (the API key was not used this run)"
+    text = f"{answered} {'request' if answered == 1 else 'requests'} answered"
+    if unanswered:
+        text += f", {unanswered} {'attempt' if unanswered == 1 else 'attempts'} without an answer"
+    return text
 
 
 @dataclass
@@ -119,6 +148,7 @@ class ImportRun:
         ledger: JobLedger,
         *,
         fetch: Callable[[JobRef], JobSnapshot],
+        api_url: str,
         budget: RequestBudget,
         settings: RunSettings,
         workers: int,
@@ -132,9 +162,11 @@ class ImportRun:
     ) -> None:
         self.ledger = ledger
         self.budget = budget
+        self._api_url = api_url
         self._settings = settings
         self._logger = logger
         self._log = import_log
+        self._interruption = interruption
         # A dry run (--test) emits a sample of rows, so it claims nothing in state.
         self._claims_state = claims_state
         self._started = utc_now()
@@ -150,13 +182,28 @@ class ImportRun:
             fatal_errors=fatal_errors,
             interruption=interruption,
         )
+        # Jobs to request, and those whose fate this run has settled (emitted or not).
+        self._to_fetch: list[JobRef] = []
+        self._settled: set[JobRef] = set()
+        self._not_found: list[tuple[JobRef, JobNotFoundError]] = []
+        self._teams_answered: set[str] = set()
+        self._unreachable: Exception | None = None
+        #: Why the run likely failed as a whole, said before the jobs that failed.
+        self._explanations: list[str] = []
 
     def steps(self, *, hold: bool = False) -> Generator[Step, None, None]:
         """Each import to emit, in order: emit its snapshot (if any), then ``confirm`` it.
 
+        When any job is to be requested, the first request is answered before the first
+        step: a wrong key fails the run before it emits anything, and an unreachable API
+        is found by one job's retries, not by every job's.
+
         A step's spool is released when the next step is asked for, unless ``hold``:
         then the caller closes each step itself (batch files confirm steps later).
         """
+        self._to_fetch = self._within_budget(self._refs_to_fetch())
+        if self._to_fetch:
+            self._pipeline.fetch_first(self._to_fetch[0])
         for item in self._log.imports if self._log is not None else []:
             ref = JobRef(item.record["team_id"], item.job_id)
             snapshot = JobSnapshot(ref=ref, record=item.record, results=item.results)
@@ -169,8 +216,7 @@ class ImportRun:
             finally:
                 if not hold:
                     step.close()
-        to_fetch = self._within_budget(self._refs_to_fetch())
-        for outcome in self._pipeline.run(to_fetch):
+        for outcome in self._pipeline.run(self._to_fetch):
             step = Step(outcome.index, outcome.ref, outcome.snapshot, outcome.error)
             if step.snapshot is not None:
                 for warning in step.snapshot.warnings:
@@ -183,6 +229,8 @@ class ImportRun:
 
     def confirm(self, step: Step) -> None:
         """The step's records are all written: the ledger and summary may now say so."""
+        if step.logged is None:
+            self._settled.add(step.ref)
         if step.snapshot is not None:
             snapshot = step.snapshot
             if self._claims_state:
@@ -190,6 +238,8 @@ class ImportRun:
                     self._log.confirm(step.logged)
                 else:
                     self.ledger.record_snapshot(snapshot)
+            if step.logged is None:
+                self._teams_answered.add(step.ref.team_id)
             self.summary.jobs_by_status[snapshot.status] += 1
             self.summary.imports_by_mode[snapshot.record["mode"]] += 1
             if snapshot.results is not None:
@@ -198,11 +248,17 @@ class ImportRun:
             self._note_error(step)
 
     def close(self) -> None:
-        """Forget jobs that can no longer matter, and log the summary."""
+        """Settle the 404s, forget jobs that can no longer matter, and log the summary."""
+        self._pipeline.close()
+        self._settle_not_found()
+        unsettled = len([ref for ref in self._to_fetch if ref not in self._settled])
+        if unsettled:
+            reason = LEFT_INTERRUPTED if self._interruption.is_set() else "run stopped"
+            self.summary.left[reason] += unsettled
         self.ledger.prune(self._configured, self._started)
         if self._log is not None:
             self._log.close()
-        self._logger.info(self.summary.line(self.budget.spent))
+        self._logger.info(self.summary.line(self.budget.answered, self.budget.unanswered))
 
     def _with_logged_refs(self, refs: list[JobRef]) -> list[JobRef]:
         """The configured refs, then the import log's async jobs, new and earlier ones.
@@ -259,6 +315,13 @@ class ImportRun:
         return snapshot
 
     def raise_for_failures(self) -> None:
+        if self._unreachable is not None:
+            left = self.summary.not_requested
+            msg = (
+                f"{self._unreachable} {left} {'job is' if left == 1 else 'jobs are'} left for "
+                "the next run."
+            )
+            raise JobsFailedError(msg)
         failed = [
             *self.summary.failed,
             *(f"import log line {e}" for e in (self._log.errors if self._log else [])),
@@ -270,26 +333,36 @@ class ImportRun:
         more = f" (and {hidden} more)" if hidden > 0 else ""
         msg = (
             f"{len(failed)} of {self.summary.configured} jobs could not be read and "
-            f"will be requested again next run: {shown}{more}"
+            f"will be requested again: {shown}{more}"
         )
-        raise JobsFailedError(msg)
+        raise JobsFailedError(" ".join([*self._explanations, msg]))
 
     def _refs_to_fetch(self) -> list[JobRef]:
         to_fetch: list[JobRef] = []
         for ref in self.refs:
-            if self.ledger.needs_request(
-                ref, self._started, refresh_terminal=self._settings.refresh_terminal
-            ):
+            plan = self.ledger.plan(
+                ref,
+                self._started,
+                api_url=self._api_url,
+                refresh_terminal=self._settings.refresh_terminal,
+            )
+            if self._settings.refresh_not_found and plan in {Plan.GONE, Plan.WAITING}:
+                plan = Plan.REQUEST
+            if plan is Plan.REQUEST:
                 to_fetch.append(ref)
-            elif self.ledger.is_expired(ref, self._started):
+            elif plan is Plan.EXPIRED:
                 self.summary.expired += 1
                 if self.ledger.status(ref) not in {*TERMINAL_STATUSES, NOT_FOUND}:
                     self._logger.warning(
                         "Job %s expired (the API keeps jobs 7 days) while %s; "
                         "its last snapshot stays as loaded.",
                         ref.key,
-                        self.ledger.status(ref),
+                        self.ledger.status(ref) or "never answered",
                     )
+            elif plan is Plan.GONE:
+                self.summary.gone += 1
+            elif plan is Plan.WAITING:
+                self.summary.waiting += 1
             else:
                 self.summary.already_final += 1
         return to_fetch
@@ -300,7 +373,7 @@ class ImportRun:
             return refs
         # The jobs requested longest ago (or never) go first, so no job starves.
         chosen = set(sorted(refs, key=self.ledger.requested_at)[:limit])
-        self.summary.not_requested += len(refs) - len(chosen)
+        self.summary.left[LEFT_BY_BUDGET] += len(refs) - len(chosen)
         self._logger.warning(
             "`max_requests_per_run` %d is below the %d jobs to request: %d wait for the next run.",
             limit,
@@ -311,21 +384,102 @@ class ImportRun:
 
     def _note_error(self, step: Step) -> None:
         ref, error = step.ref, step.error
-        if isinstance(error, (RequestBudgetExhaustedError, RunStoppedError)):
-            self.summary.not_requested += 1
+        if isinstance(error, RequestBudgetExhaustedError):
+            self.summary.left[LEFT_BY_BUDGET] += 1
+            return
+        if isinstance(error, RunStoppedError):
+            self.summary.left[error.reason] += 1
             return
         if isinstance(error, JobNotFoundError):
-            self.summary.not_found += 1
-            self.ledger.record_not_found(ref, utc_now())
+            # Judged at the end of the run, with every other job's answer.
+            self._not_found.append((ref, error))
+            return
+        if step.snapshot is None and self._claims_state:
+            self.ledger.record_request(ref, utc_now())
+        if isinstance(error, ApiUnreachableError):
+            self._unreachable = error
+            self.summary.left[STOPPED_UNREACHABLE] += 1
+            return
+        reason = error if isinstance(error, JobFetchError) else f"{type(error).__name__}: {error}"
+        self._logger.error("Job %s could not be read: %s", ref.key, reason)
+        self.summary.failed.append(f"{ref.key}: {reason}")
+
+    def _settle_not_found(self) -> None:
+        """Mark gone only the 404s that can mean "expired"; the others are misses.
+
+        A job known to be under 7 days old cannot have expired, and when no job of a
+        team was found but several answered 404, `api_url` or the team is likely wrong:
+        then nothing of that team is marked gone, the run fails saying so, and the
+        jobs are asked again later, at most ``MAX_MISSES`` times at one `api_url`.
+        """
+        now = utc_now()
+        by_team: dict[str, list[tuple[JobRef, JobNotFoundError]]] = {}
+        for ref, error in self._not_found:
+            by_team.setdefault(ref.team_id, []).append((ref, error))
+        for team_id, missing in by_team.items():
+            young = {ref: self.ledger.retained_until(ref, now) for ref, _ in missing}
+            suspect = team_id not in self._teams_answered and (
+                len(missing) >= 2 or any(young.values())  # noqa: PLR2004
+            )
+            if suspect:
+                self._explain_suspect_team(team_id, missing)
+            for ref, error in missing:
+                self._settle_one(ref, error, young[ref], suspect=suspect, now=now)
+
+    def _settle_one(
+        self,
+        ref: JobRef,
+        error: JobNotFoundError,
+        retained_until: datetime.datetime | None,
+        *,
+        suspect: bool,
+        now: datetime.datetime,
+    ) -> None:
+        if not (suspect or retained_until):
+            self.summary.gone += 1
+            if self._claims_state:
+                self.ledger.record_gone(ref, now, self._api_url)
             self._logger.warning(
                 "Job %s: not found (%s): expired (the API keeps jobs 7 days) or unknown. "
-                "Skipped, and never requested again.",
+                "Not requested again at this `api_url`.",
                 ref.key,
                 error,
             )
             return
-        if step.snapshot is None:
-            self.ledger.record_request(ref, utc_now())
-        reason = error if isinstance(error, JobFetchError) else f"{type(error).__name__}: {error}"
-        self._logger.error("Job %s could not be read: %s", ref.key, reason)
-        self.summary.failed.append(f"{ref.key}: {reason}")
+        misses = self.ledger.misses(ref, self._api_url) + 1
+        if self._claims_state:
+            self.ledger.record_miss(ref, now, self._api_url)
+        if misses >= MAX_MISSES and retained_until is None:
+            if self._claims_state:
+                self.ledger.record_gone(ref, now, self._api_url)
+            later = "now marked gone: not requested again at this `api_url`"
+        elif misses >= MAX_MISSES:
+            later = "not requested again at this `api_url`"
+        else:
+            delay = MISS_RETRY_DELAYS[misses - 1]
+            later = f"asked again in {_hours(delay)} or later"
+        why = ""
+        if retained_until is not None and not suspect:
+            why = (
+                f" at GET {error.url}, though the API keeps it until "
+                f"{format_datetime(retained_until)}: `api_url` or its team is likely wrong"
+            )
+        self.summary.failed.append(
+            f"{ref.key}: 404{why} ({misses} of {MAX_MISSES} at this `api_url`; {later})"
+        )
+
+    def _explain_suspect_team(
+        self, team_id: str, missing: list[tuple[JobRef, JobNotFoundError]]
+    ) -> None:
+        self._explanations.append(
+            f"{len(missing)} {'job' if len(missing) == 1 else 'jobs'} of team {team_id} "
+            "answered 404 and none of its jobs was found: `api_url` "
+            f"({self._api_url}) or `team_id` (or the team in the job refs) is likely wrong; "
+            f"one request was GET {missing[0][1].url}. Nothing was marked gone: each job is "
+            f"asked again later, at most {MAX_MISSES} times in all at one `api_url`."
+        )
+
+
+def _hours(delay: datetime.timedelta) -> str:
+    hours = delay.total_seconds() / 3600
+    return f"{hours:g} h"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import enum
 import io
 import json
 import time
@@ -36,6 +37,15 @@ NOT_FOUND = "not_found"
 KNOWN_STATUSES = frozenset({*JOB_STATUSES, NOT_FOUND})
 # The API keeps async jobs 7 days; an entry past that can only ever answer 404.
 RETENTION = datetime.timedelta(days=7)
+# A job that answered 404 but cannot be known gone (it is under 7 days old, or every
+# job asked about answered 404) is asked again after these delays: at most this
+# handful of requests in all at one api_url, then no more.
+MISS_RETRY_DELAYS = (
+    datetime.timedelta(hours=1),
+    datetime.timedelta(hours=6),
+    datetime.timedelta(hours=24),
+)
+MAX_MISSES = len(MISS_RETRY_DELAYS) + 1
 STREAM = "import_jobs"
 MAX_ERRORS_SHOWN = 10
 # How errors name a state that came as a dict, not a file.
@@ -44,6 +54,16 @@ _RUN_WITHOUT_STATE = (
     "Run without state (every configured job is requested again; rows already loaded "
     "are upserted, not duplicated)"
 )
+
+
+class Plan(enum.Enum):
+    """What a run does about one job, by what the ledger knows of it."""
+
+    REQUEST = "request"
+    FINAL = "final"  # captured complete or failed: no request
+    EXPIRED = "expired"  # past the API's 7 days: it can only answer 404
+    GONE = "gone"  # answered 404 at this api_url, and may have expired
+    WAITING = "waiting"  # answered 404 though it should exist: asked again later, or not
 
 
 class StateValidationError(ConfigValidationError):
@@ -185,17 +205,61 @@ class JobLedger:
         entry = self._jobs.get(ref.key)
         return (entry is not None and normalize_datetime(entry.get("requested_at"))) or ""
 
-    def is_expired(self, ref: JobRef, now: datetime.datetime) -> bool:
+    def plan(  # noqa: PLR0911 - one return per plan
+        self, ref: JobRef, now: datetime.datetime, *, api_url: str, refresh_terminal: bool
+    ) -> Plan:
+        """What this run does about the job: request it, or why not."""
         entry = self._jobs.get(ref.key)
-        return entry is not None and _past_retention(entry, now)
+        if entry is None:
+            return Plan.REQUEST
+        status = entry.get("status")
+        if status == NOT_FOUND and _has_a_date(entry):
+            if entry.get("api_url") == api_url:
+                return Plan.GONE
+            # Asked for at another URL: asked once more, unless it has expired since,
+            # whatever that 404 meant (a job that existed then is gone 7 days later).
+            return Plan.EXPIRED if _past_retention(entry, now) else Plan.REQUEST
+        if _past_retention(entry, now):
+            return Plan.EXPIRED
+        misses = _misses_at(entry, api_url)
+        if misses is not None:
+            count, last_at = misses
+            if count >= MAX_MISSES or now < last_at + MISS_RETRY_DELAYS[count - 1]:
+                return Plan.WAITING
+            return Plan.REQUEST
+        if not is_complete_entry(entry):
+            return Plan.REQUEST
+        if entry["status"] in TERMINAL_STATUSES and not refresh_terminal:
+            return Plan.FINAL
+        return Plan.REQUEST
 
-    def needs_request(self, ref: JobRef, now: datetime.datetime, *, refresh_terminal: bool) -> bool:
-        if self.is_expired(ref, now):
-            return False
+    def retained_until(self, ref: JobRef, now: datetime.datetime) -> datetime.datetime | None:
+        """When the API will forget the job, if that is known and still to come.
+
+        Known from a snapshot's ``expires_at``, or from when the import log says the
+        job was submitted: such a job cannot have expired yet, so a 404 for it means
+        the URL or the team is wrong, never that it is gone.
+        """
         entry = self._jobs.get(ref.key)
-        if entry is None or not is_complete_entry(entry):
-            return True
-        return refresh_terminal or entry["status"] not in TERMINAL_STATUSES
+        if entry is None:
+            return None
+        moments = []
+        if (expires_at := normalize_datetime(entry.get("expires_at"))) is not None:
+            moments.append(parse_datetime(expires_at))
+        logged = entry.get("log")
+        submitted_at = (
+            normalize_datetime(logged.get("submitted_at")) if isinstance(logged, dict) else None
+        )
+        if submitted_at is not None and (until := _retained_until(submitted_at)) is not None:
+            moments.append(parse_datetime(until))
+        future = [moment for moment in moments if moment > now]
+        return max(future) if future else None
+
+    def misses(self, ref: JobRef, api_url: str) -> int:
+        """How many 404s the job answered at ``api_url`` without being marked gone."""
+        entry = self._jobs.get(ref.key)
+        misses = None if entry is None else _misses_at(entry, api_url)
+        return 0 if misses is None else misses[0]
 
     def record_snapshot(self, snapshot: JobSnapshot) -> None:
         record = snapshot.record
@@ -209,10 +273,30 @@ class JobLedger:
             expires_at=expires_at,
         )
 
-    def record_not_found(self, ref: JobRef, requested_at: datetime.datetime) -> None:
+    def record_gone(self, ref: JobRef, requested_at: datetime.datetime, api_url: str) -> None:
+        """The job answered 404 and may have expired: not requested again at ``api_url``."""
         self._set(
-            ref, status=NOT_FOUND, requested_at=format_datetime(requested_at), expires_at=None
+            ref,
+            status=NOT_FOUND,
+            requested_at=format_datetime(requested_at),
+            expires_at=None,
+            api_url=api_url,
         )
+
+    def record_miss(self, ref: JobRef, requested_at: datetime.datetime, api_url: str) -> int:
+        """A 404 that does not mark the job gone; returns the misses so far at ``api_url``.
+
+        The job keeps what was known of it and is asked again after a growing delay.
+        """
+        count = self.misses(ref, api_url) + 1
+        entry = self._jobs.setdefault(ref.key, {"status": None, "expires_at": None})
+        entry["requested_at"] = format_datetime(requested_at)
+        entry["misses"] = {
+            "count": count,
+            "api_url": api_url,
+            "last_at": format_datetime(requested_at),
+        }
+        return count
 
     def _set(self, ref: JobRef, **fields: t.Any) -> None:
         # What the import log said of the job stays: its keys are needed once it completes.
@@ -281,16 +365,37 @@ def _is_known_status(status: object) -> t.TypeGuard[str]:
     return isinstance(status, str) and status in KNOWN_STATUSES
 
 
+def _has_a_date(entry: dict[str, t.Any]) -> bool:
+    return (
+        normalize_datetime(entry.get("expires_at")) is not None
+        or normalize_datetime(entry.get("requested_at")) is not None
+    )
+
+
+def _misses_at(entry: dict[str, t.Any], api_url: str) -> tuple[int, datetime.datetime] | None:
+    """The count and last time of the job's 404 misses at ``api_url``; ``None`` if none.
+
+    Misses recorded at another URL do not count: that URL may have been the mistake.
+    An unreadable record of misses counts as none, so the job is requested.
+    """
+    misses = entry.get("misses")
+    if not isinstance(misses, dict) or misses.get("api_url") != api_url:
+        return None
+    count = misses.get("count")
+    last_at = normalize_datetime(misses.get("last_at"))
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1 or last_at is None:
+        return None
+    return count, parse_datetime(last_at)
+
+
 def _past_retention(entry: dict[str, t.Any], now: datetime.datetime) -> bool:
-    """Whether the API can only answer 404 for the job: known gone, or past 7 days.
+    """Whether the API can only answer 404 for the job: past 7 days.
 
     Only what the entry proves counts: without a readable date nothing is known,
     and the job is requested rather than silently skipped.
     """
     expires_at = normalize_datetime(entry.get("expires_at"))
     requested_at = normalize_datetime(entry.get("requested_at"))
-    if entry.get("status") == NOT_FOUND and (expires_at or requested_at):
-        return True
     if expires_at is not None:
         return parse_datetime(expires_at) <= now
     retained_until = None if requested_at is None else _retained_until(requested_at)

@@ -22,7 +22,6 @@ from tap_prism_imports.batch_files import RollingBatchFile, open_for_writing
 from tap_prism_imports.body_reader import OUTCOMES, ResultsSpool
 from tap_prism_imports.client import PrismStream
 from tap_prism_imports.import_log_reader import read_import_log
-from tap_prism_imports.job_refs import resolve_job_refs
 from tap_prism_imports.messages import PrismMessageWriter
 from tap_prism_imports.run import ImportRun, RunSettings, Step
 from tap_prism_imports.sdk_hooks import (
@@ -246,11 +245,7 @@ class ImportJobsStream(LinkedStream, PrismStream):
 
     def _start_run(self) -> ImportRun | None:
         """The run of the configured jobs; ``None`` (and a warning) when nothing is."""
-        refs = resolve_job_refs(
-            self.config.get("job_ids") or [],
-            self.config.get("job_ids_file"),
-            self.config.get("team_id"),
-        )
+        refs = self.sync_settings.refs
         log_spec = self.config.get("import_log")
         ledger = JobLedger(self.stream_state)
         if not refs and not log_spec and not ledger.logged_jobs(utc_now()):
@@ -268,6 +263,7 @@ class ImportJobsStream(LinkedStream, PrismStream):
             refs,
             ledger,
             fetch=self.fetch_snapshot,
+            api_url=self.api_url,
             budget=self.request_budget,
             settings=RunSettings.from_config(self.config),
             workers=self.worker_count,

@@ -18,10 +18,10 @@ from singer_sdk.exceptions import (
 from typing_extensions import override
 
 from tap_prism_imports import __version__, streams
-from tap_prism_imports.client import API_KEY_ENV, API_URL_ENV, DEFAULT_API_URL
 from tap_prism_imports.messages import PrismMessageWriter
 from tap_prism_imports.run import JobsFailedError
 from tap_prism_imports.sdk_hooks import SignalAwareTap
+from tap_prism_imports.settings import API_KEY_ENV, API_URL_ENV, DEFAULT_API_URL
 from tap_prism_imports.signals import Interruption
 from tap_prism_imports.state import StateCheckpoints, read_state_file, validate_state
 
@@ -52,6 +52,21 @@ class _QuietAborts(logging.Filter):
         )
 
 
+class _NoUnsortedStreamWarning(logging.Filter):
+    """Drops the SDK's "Stream is assumed to be unsorted" warning, logged every run.
+
+    It says progress cannot resume after an interruption, which is untrue here: the
+    tap's progress is its ledger, which every STATE carries. Under Meltano (with
+    structured logging) it showed as two warnings on every healthy run.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.levelno == logging.WARNING
+            and record.getMessage().startswith("Stream is assumed to be unsorted")
+        )
+
+
 class TapPrismImports(SignalAwareTap):
     """Extracts Prism bulk-import job snapshots and their per-row results."""
 
@@ -74,7 +89,8 @@ class TapPrismImports(SignalAwareTap):
         th.Property(
             "api_url",
             th.StringType,
-            description=f"API base URL. Defaults to env {API_URL_ENV}, else {DEFAULT_API_URL}.",
+            description=f"The API's root URL (no /v2 path). Defaults to env {API_URL_ENV}, "
+            f"else {DEFAULT_API_URL}.",
         ),
         th.Property(
             "job_ids",
@@ -123,6 +139,13 @@ class TapPrismImports(SignalAwareTap):
             "re-emit them with their results. Expired jobs are never requested.",
         ),
         th.Property(
+            "refresh_not_found_jobs",
+            th.BooleanType,
+            default=False,
+            description="Request again, once, jobs that answered 404 at this api_url "
+            "(marked gone, or waiting to be asked again) and may still exist (under 7 days).",
+        ),
+        th.Property(
             "requests_per_second",
             th.NumberType(exclusive_minimum=0),
             default=10,
@@ -159,6 +182,18 @@ class TapPrismImports(SignalAwareTap):
             raise ConfigValidationError(msg, errors=[msg])
         for stream_name in self.streams:
             logging.getLogger(f"{self.name}.{stream_name}").addFilter(_QuietAborts())
+        sdk_logger = logging.getLogger("singer_sdk")
+        if not any(isinstance(f, _NoUnsortedStreamWarning) for f in sdk_logger.filters):
+            sdk_logger.addFilter(_NoUnsortedStreamWarning())
+        # The SDK validates the config for a sync or a test, not for discovery: the
+        # settings a sync needs are checked then too, all at once, before any message.
+        if kwargs.get("validate_config", True):
+            self._check_sync_settings()
+
+    def _check_sync_settings(self) -> None:
+        jobs = self.streams["import_jobs"]
+        if isinstance(jobs, streams.ImportJobsStream):
+            jobs.sync_settings  # noqa: B018 - checked and cached now, not at first use
 
     @classmethod
     @override

@@ -87,10 +87,12 @@ class Meltano:
         )
         return cls(database, env)
 
-    def run(self, *blocks: str, extra_env: Mapping[str, str] | None = None) -> str:
-        """``meltano run --no-install BLOCKS``; the combined output, or fail with its end."""
-        result = subprocess.run(
-            [str(MELTANO), "run", "--no-install", *blocks],
+    def command(
+        self, *args: str, extra_env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``meltano ARGS`` in the repository, whatever its exit code."""
+        return subprocess.run(
+            [str(MELTANO), *args],
             cwd=ROOT,
             env={**self.env, **(extra_env or {})},
             capture_output=True,
@@ -98,6 +100,10 @@ class Meltano:
             timeout=RUN_TIMEOUT_SECONDS,
             check=False,
         )
+
+    def run(self, *blocks: str, extra_env: Mapping[str, str] | None = None) -> str:
+        """``meltano run --no-install BLOCKS``; the combined output, or fail with its end."""
+        result = self.command("run", "--no-install", *blocks, extra_env=extra_env)
         output = result.stdout + result.stderr
         if result.returncode != 0:
             tail = "\n".join(output.splitlines()[-60:])

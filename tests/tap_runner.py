@@ -98,10 +98,10 @@ def run_tap(
     error: BaseException | None = None
     try:
         with contextlib.redirect_stdout(stdout):
-            tap = TapPrismImports(config=config, state=state, catalog=catalog)
-            if customize is not None:
-                customize(tap)
             try:
+                tap = TapPrismImports(config=config, state=state, catalog=catalog)
+                if customize is not None:
+                    customize(tap)
                 tap.sync_all()
             except Exception as exc:  # noqa: BLE001 - the test inspects it
                 error = exc

@@ -30,7 +30,7 @@ def test_stdout_carries_only_singer_messages_and_run_exits_0(
     assert {m["type"] for m in messages} == {"SCHEMA", "RECORD", "STATE"}
     rows = [m for m in messages if m["type"] == "RECORD" and m["stream"] == "import_results"]
     assert [m["record"]["row_index"] for m in rows] == list(range(2500))
-    assert "Run summary: 1 requests" in result.stderr
+    assert "Run summary: 1 request answered;" in result.stderr
 
 
 def test_configuration_error_exits_non_zero_before_any_request(

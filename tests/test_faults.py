@@ -101,7 +101,7 @@ def test_retry_after_beyond_60_s_stops_requests_and_names_the_job(sandbox: Sandb
     assert "3600 s" in message
     assert job_requests(run) == [slow]
     # The limit is the key's: the other job is left for the next run, not hammered.
-    assert "1 left for the next run" in run.logs
+    assert "left for the next run: 1 (API limit)" in run.logs
     assert run.jobs == []
     assert time.monotonic() - started < 10
     assert run.ledger()[sandbox.ref(slow)]["status"] is None
@@ -224,8 +224,8 @@ def test_request_budget_stops_requests_and_the_next_run_continues(sandbox: Sandb
     assert first.error is None
     # Requests overlap, so the log's order is the servers'; which jobs is the point.
     assert sorted(job_requests(first)) == sorted(jobs[:2])
-    assert "3 left for the next run" in first.logs
-    assert "Run summary: 2 requests" in first.logs
+    assert "left for the next run: 3 (request budget)" in first.logs
+    assert "Run summary: 2 requests answered;" in first.logs
 
     second = run_tap(config, first.state, sandbox=sandbox)
     assert sorted(job_requests(second)) == sorted(jobs[2:4])
@@ -259,7 +259,7 @@ def test_budget_spent_by_retries_leaves_the_job_for_the_next_run(sandbox: Sandbo
     assert run.error is None
     assert len(run.requests) == 2
     assert run.jobs == []
-    assert "1 left for the next run" in run.logs
+    assert "left for the next run: 1 (request budget)" in run.logs
     rerun = run_tap(config, run.state, sandbox=sandbox)
     assert_rows_exactly_once(rerun, job, 3)
 
@@ -366,7 +366,7 @@ def test_budget_spent_while_waiting_ends_the_wait_at_once(sandbox: Sandbox) -> N
     ]
     # The third poll could not be sent; nothing waits for the fourth.
     assert time.monotonic() - started < 8 + 5
-    assert "0 left for the next run" in run.logs
+    assert "left for the next run: none" in run.logs
 
 
 def test_request_timeout_bounds_the_whole_request_not_each_read() -> None:

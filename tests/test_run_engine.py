@@ -22,6 +22,7 @@ if t.TYPE_CHECKING:
     from collections.abc import Callable
 
 TEAM = "5eed0d3e-0000-4000-8000-000000000001"
+API_URL = "https://developers.micro.so"
 LOGGER = logging.getLogger("test-run-engine")
 
 
@@ -59,9 +60,9 @@ def complete(job: JobRef) -> JobSnapshot:
     return snapshot_of(job)
 
 
-def not_found(_job: JobRef) -> JobSnapshot:
+def not_found(job: JobRef) -> JobSnapshot:
     msg = "404 import job not found"
-    raise JobNotFoundError(msg)
+    raise JobNotFoundError(msg, url=f"{API_URL}{job.path}")
 
 
 def unreadable(_job: JobRef) -> JobSnapshot:
@@ -87,6 +88,7 @@ def make_run(
         refs,
         JobLedger(stream_state),
         fetch=fetch,
+        api_url=API_URL,
         budget=RequestBudget(budget),
         settings=RunSettings(),
         workers=4,
@@ -222,6 +224,6 @@ def test_the_summary_counts_what_was_confirmed() -> None:
     answers = {refs[0]: complete, refs[1]: lambda job: snapshot_of(job, "processing")}
     run, _ = make_run(refs, FakeFetcher(answers))
     drive(run)
-    line = run.summary.line(run.budget.spent)
+    line = run.summary.line(run.budget.answered, run.budget.unanswered)
     assert "emitted jobs: 1 complete, 1 processing, 0 failed" in line
     assert "rows: 2 created, 0 existing, 0 failed" in line
