@@ -25,11 +25,15 @@ help:
 	@echo "make clean  - remove .venv, .venv-meltano, .meltano, .demo and output"
 
 # The project's dev environment: the tap, the sandbox, and the test and lint tools.
-# pip >= 25.1 understands `--group` ([dependency-groups] in pyproject.toml).
-$(VENV)/.installed: pyproject.toml
+# pip >= 25.1 understands `--group` ([dependency-groups] in pyproject.toml). The tap
+# brings the import log writer (packages/prism-import-log) from its folder; it is then
+# made editable on its own, since pip refuses one project asked for both ways at once.
+IMPORT_LOG := packages/prism-import-log
+$(VENV)/.installed: pyproject.toml $(IMPORT_LOG)/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade "pip>=25.1"
 	$(VENV)/bin/python -m pip install --quiet -e . --group dev
+	$(VENV)/bin/python -m pip install --quiet --no-deps -e $(IMPORT_LOG)
 	touch $@
 
 # Meltano in its own environment, apart from the project's.
@@ -44,7 +48,9 @@ $(MELTANO_VENV)/.installed:
 # new dependencies). Named, because a bare `meltano install` would install every plugin,
 # target-snowflake too. tap-prism-imports-batch shares its parent's environment.
 PLUGINS := tap-prism-imports tap-prism-imports-batch target-jsonl target-duckdb target-postgres
-.meltano/.plugins-installed: meltano.yml pyproject.toml $(MELTANO_VENV)/.installed
+# The tap plugin holds a copy of the writer distribution: reinstalled when it changes.
+.meltano/.plugins-installed: meltano.yml pyproject.toml $(MELTANO_VENV)/.installed \
+		$(wildcard $(IMPORT_LOG)/pyproject.toml $(IMPORT_LOG)/prism_import_log/*.py)
 	$(MELTANO) install $(PLUGINS)
 	$(COMPILE_BYTECODE)
 	touch $@
@@ -75,7 +81,7 @@ demo: $(VENV)/.installed .meltano/.plugins-installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check
 	$(VENV)/bin/ruff format --check
-	$(VENV)/bin/mypy tap_prism_imports tests benchmarks scripts
+	$(VENV)/bin/mypy tap_prism_imports $(IMPORT_LOG)/prism_import_log tests benchmarks scripts
 
 # PIPELINE_TESTS=required: the end-to-end tests fail, instead of skipping, when
 # Meltano, its plugins or the PostgreSQL server binaries are missing.

@@ -36,7 +36,7 @@ from typing import Any
 
 import requests
 
-from tap_prism_imports.import_log import ImportLog
+from prism_import_log import ImportLog
 from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID
 
 CLOCK_ADVANCE_SECONDS = 5

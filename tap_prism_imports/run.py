@@ -18,7 +18,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tap_prism_imports.body_reader import OUTCOMES
-from tap_prism_imports.import_log_reader import attach_source_keys, read_input_keys
+from tap_prism_imports.import_log.imports import LoggedJobRef
+from tap_prism_imports.import_log.keys import attach_source_keys, read_input_keys
 from tap_prism_imports.job_refs import JobRef
 from tap_prism_imports.pacing import (
     STOPPED_UNREACHABLE,
@@ -48,7 +49,8 @@ if t.TYPE_CHECKING:
     import logging
     from collections.abc import Callable, Generator, Mapping
 
-    from tap_prism_imports.import_log_reader import ImportLogBatch, LoggedImport
+    from tap_prism_imports.import_log.imports import LoggedImport
+    from tap_prism_imports.import_log.reader import ImportLogReader
     from tap_prism_imports.pacing import RequestBudget
     from tap_prism_imports.signals import Interruption
     from tap_prism_imports.state import JobLedger
@@ -157,7 +159,7 @@ class ImportRun:
         # singer-sdk 0.55 gives streams a LoggerAdapter.
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
         interruption: Interruption,
-        import_log: ImportLogBatch | None = None,
+        import_log: ImportLogReader | None = None,
         claims_state: bool = True,
     ) -> None:
         self.ledger = ledger
@@ -171,8 +173,11 @@ class ImportRun:
         self._claims_state = claims_state
         self._started = utc_now()
         self._configured = {ref.key for ref in refs}
-        self.refs = self._with_logged_refs(refs)
-        self.summary = RunSummary(configured=len(self.refs))
+        # The configured jobs, then those the import log handed over in earlier runs;
+        # this run's new ones are added as the log is read.
+        self.refs = dict.fromkeys([*refs, *ledger.logged_jobs(self._started)])
+        self._configured.update(ref.key for ref in self.refs)
+        self.summary = RunSummary()
         self._fetch = fetch
         self._pipeline = SnapshotPipeline(
             self._fetch_keyed,
@@ -201,24 +206,16 @@ class ImportRun:
         A step's spool is released when the next step is asked for, unless ``hold``:
         then the caller closes each step itself (batch files confirm steps later).
         """
-        self._to_fetch = self._within_budget(self._refs_to_fetch())
-        if self._to_fetch:
-            self._pipeline.fetch_first(self._to_fetch[0])
-        for item in self._log.imports if self._log is not None else []:
-            ref = JobRef(item.record["team_id"], item.job_id)
-            snapshot = JobSnapshot(ref=ref, record=item.record, results=item.results)
-            item.results = None  # the step owns the spool now
-            for warning in item.warnings:
-                self._logger.warning("%s", warning)
-            step = Step(-1, ref, snapshot=snapshot, logged=item)
-            try:
-                yield step
-            finally:
-                if not hold:
-                    step.close()
+        first = self._first_request()
+        if first is not None:
+            self._pipeline.fetch_first(first)
+        if self._log is not None:
+            yield from self._log_steps(self._log, hold=hold)
+        self._to_fetch = self._within_budget(self._refs_to_fetch(), first)
         for outcome in self._pipeline.run(self._to_fetch):
             step = Step(outcome.index, outcome.ref, outcome.snapshot, outcome.error)
             if step.snapshot is not None:
+                self._with_log_columns(step.snapshot)
                 for warning in step.snapshot.warnings:
                     self._logger.warning("Job %s: %s", step.ref.key, warning)
             try:
@@ -256,49 +253,69 @@ class ImportRun:
             reason = LEFT_INTERRUPTED if self._interruption.is_set() else "run stopped"
             self.summary.left[reason] += unsettled
         self.ledger.prune(self._configured, self._started)
-        if self._log is not None:
-            self._log.close()
+        self.summary.configured = len(self.refs)
         self._logger.info(self.summary.line(self.budget.answered, self.budget.unanswered))
 
-    def _with_logged_refs(self, refs: list[JobRef]) -> list[JobRef]:
-        """The configured refs, then the import log's async jobs, new and earlier ones.
+    def _first_request(self) -> JobRef | None:
+        """The job to ask about before anything is emitted: a configured or ledger job,
+        else the first the import log hands over; ``None`` if no request is needed."""
+        known = [ref for ref in self.refs if self._plan(ref) is Plan.REQUEST]
+        if known:
+            # The one a request budget would serve first: asked longest ago, or never.
+            return min(known, key=self.ledger.requested_at)
+        if self._log is not None:
+            for ref in self._log.job_refs():
+                if self._plan(ref) is Plan.REQUEST:
+                    return ref
+        return None
+
+    def _log_steps(self, log: ImportLogReader, *, hold: bool) -> Generator[Step, None, None]:
+        """The import log's sync and rejected imports, one step each, as the log is read.
 
         A job the log hands over is remembered in the ledger before the log is told so:
         both changes go out in the same STATE, so the job is never lost between them.
         """
-        if self._log is None:
-            return refs
-        for warning in self._log.warnings:
+        for item in log.items():
+            if isinstance(item, LoggedJobRef):
+                if self._claims_state:
+                    self.ledger.remember_logged_job(item.ref, item.ledger_entry())
+                    log.confirm(item)
+                self.refs[item.ref] = None
+                self._configured.add(item.ref.key)
+                continue
+            ref = JobRef(item.record["team_id"], item.job_id)
+            snapshot = JobSnapshot(ref=ref, record=item.record, results=item.results)
+            item.results = None  # the step owns the spool now
+            for warning in item.warnings:
+                self._logger.warning("%s", warning)
+            step = Step(-1, ref, snapshot=snapshot, logged=item)
+            try:
+                yield step
+            finally:
+                if not hold:
+                    step.close()
+        log.close()
+        for warning in log.warnings:
             self._logger.warning("%s", warning)
-        for error in self._log.errors:
-            self._logger.error("Import log line %s", error)
-        merged = dict.fromkeys(refs)
-        for logged in self._log.refs:
-            if self._claims_state:
-                self.ledger.remember_logged_job(
-                    logged.ref,
-                    {
-                        "object_type": logged.object_type,
-                        "submitted_at": logged.submitted_at,
-                        "input_keys_at": None
-                        if logged.input_keys_at is None
-                        else logged.input_keys_at.to_state(),
-                    },
-                )
-                self._log.confirm(logged)
-            merged[logged.ref] = None
-            self._configured.add(logged.ref.key)
-        for ref in self.ledger.logged_jobs(self._started):
-            merged[ref] = None
-            self._configured.add(ref.key)
-        return list(merged)
+        for error in log.errors:
+            self._logger.error("Import log %s", error)
 
     def _fetch_keyed(self, ref: JobRef) -> JobSnapshot:
         """``fetch``, plus what the import log knows of the job: its columns and row keys."""
         snapshot = self._fetch(ref)
+        self._with_log_columns(snapshot)
+        return snapshot
+
+    def _with_log_columns(self, snapshot: JobSnapshot) -> None:
+        """Set what the import log knows of the job, once: its columns and its row keys.
+
+        The first request of a run can be answered before the log has handed its job
+        over; that job gets them when it is emitted.
+        """
+        ref = snapshot.ref
         logged = self.ledger.logged_job(ref)
-        if logged is None:
-            return snapshot
+        if logged is None or snapshot.record.get("submitted_at") is not None:
+            return
         snapshot.record["object_type"] = logged.get("object_type")
         snapshot.record["submitted_at"] = logged.get("submitted_at")
         location = logged.get("input_keys_at")
@@ -307,12 +324,10 @@ class ImportRun:
             if lookup.warning is not None:
                 snapshot.warnings.append(lookup.warning)
             if lookup.keys is not None:
-                snapshot.results, mismatch = attach_source_keys(
+                snapshot.results, warnings = attach_source_keys(
                     snapshot.results, lookup.keys, import_name=f"job {ref.key}"
                 )
-                if mismatch is not None:
-                    snapshot.warnings.append(mismatch)
-        return snapshot
+                snapshot.warnings += warnings
 
     def raise_for_failures(self) -> None:
         if self._unreachable is not None:
@@ -324,7 +339,7 @@ class ImportRun:
             raise JobsFailedError(msg)
         failed = [
             *self.summary.failed,
-            *(f"import log line {e}" for e in (self._log.errors if self._log else [])),
+            *(f"import log {e}" for e in (self._log.errors if self._log else [])),
         ]
         if not failed:
             return
@@ -337,17 +352,21 @@ class ImportRun:
         )
         raise JobsFailedError(" ".join([*self._explanations, msg]))
 
+    def _plan(self, ref: JobRef) -> Plan:
+        plan = self.ledger.plan(
+            ref,
+            self._started,
+            api_url=self._api_url,
+            refresh_terminal=self._settings.refresh_terminal,
+        )
+        if self._settings.refresh_not_found and plan in {Plan.GONE, Plan.WAITING}:
+            return Plan.REQUEST
+        return plan
+
     def _refs_to_fetch(self) -> list[JobRef]:
         to_fetch: list[JobRef] = []
         for ref in self.refs:
-            plan = self.ledger.plan(
-                ref,
-                self._started,
-                api_url=self._api_url,
-                refresh_terminal=self._settings.refresh_terminal,
-            )
-            if self._settings.refresh_not_found and plan in {Plan.GONE, Plan.WAITING}:
-                plan = Plan.REQUEST
+            plan = self._plan(ref)
             if plan is Plan.REQUEST:
                 to_fetch.append(ref)
             elif plan is Plan.EXPIRED:
@@ -367,12 +386,15 @@ class ImportRun:
                 self.summary.already_final += 1
         return to_fetch
 
-    def _within_budget(self, refs: list[JobRef]) -> list[JobRef]:
+    def _within_budget(self, refs: list[JobRef], first: JobRef | None) -> list[JobRef]:
+        """The jobs this run may request, in ref order; ``first`` (already asked) among them."""
         limit = self.budget.limit
         if limit is None or len(refs) <= limit:
             return refs
         # The jobs requested longest ago (or never) go first, so no job starves.
-        chosen = set(sorted(refs, key=self.ledger.requested_at)[:limit])
+        others = sorted((ref for ref in refs if ref != first), key=self.ledger.requested_at)
+        led = [ref for ref in refs if ref == first]
+        chosen = {*led, *others[: limit - len(led)]}
         self.summary.left[LEFT_BY_BUDGET] += len(refs) - len(chosen)
         self._logger.warning(
             "`max_requests_per_run` %d is below the %d jobs to request: %d wait for the next run.",

@@ -113,13 +113,10 @@ class RationedStateStream(Stream):
         if self.state_checkpoints.due():
             super()._write_state_message()
 
-    def write_checkpoint(self, *, rationed: bool = True) -> None:
-        """Write the state (the ledger changed): if its interval has passed, or now."""
+    def write_checkpoint(self) -> None:
+        """The state changed: write it if its interval has passed."""
         self.state_manager.is_flushed = False
-        if rationed:
-            self._write_state_message()
-        else:
-            super()._write_state_message()
+        self._write_state_message()
 
 
 class SchemaOnceStream(Stream):

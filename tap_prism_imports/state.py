@@ -28,7 +28,7 @@ from tap_prism_imports.snapshots import (
 )
 
 if t.TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Callable, Collection
 
     from tap_prism_imports.snapshots import JobSnapshot
 
@@ -311,7 +311,9 @@ class JobLedger:
         """
         entry = self._jobs.setdefault(ref.key, {"status": None, "requested_at": None})
         entry.setdefault("expires_at", None)
-        entry["log"] = log
+        # A replay's line hands the same job over again: the first line's stays.
+        if not isinstance(entry.get("log"), dict):
+            entry["log"] = log
 
     def logged_job(self, ref: JobRef) -> dict[str, t.Any] | None:
         entry = self._jobs.get(ref.key)
@@ -410,32 +412,41 @@ def _retained_until(moment: str) -> str | None:
         return None
 
 
-class StateCheckpoints:
-    """Rations STATE messages to one per interval.
+# STATE messages go out at most this often, however small the state.
+MIN_STATE_INTERVAL_SECONDS = 1.0
 
-    Every STATE message carries every job's entry, and the SDK writes one after each
-    child sync; one per job would make a run quadratic in the number of jobs.
+
+class StateCheckpoints:
+    """Rations STATE messages to one per interval, longer as the state grows.
+
+    Every STATE message carries the whole state, and the SDK writes one after each
+    child sync; one per job (or per import of the log) would make a run quadratic.
     """
 
-    # With the interval at this many seconds per ledger entry, a run paced at R
-    # requests/s writes about 100 / R STATE messages however many jobs it has.
+    # With the interval at this many seconds per state entry, a run writes about
+    # 100 entries' worth of STATE per second, whatever the state's size: a few
+    # messages, in all a fraction of the final state's size for any long log.
     SECONDS_PER_ENTRY = 0.01
 
-    def __init__(self, interval_seconds: float = 1.0) -> None:
-        self._interval = interval_seconds
+    def __init__(self, interval_seconds: float | None = None) -> None:
+        self._interval = (
+            MIN_STATE_INTERVAL_SECONDS if interval_seconds is None else interval_seconds
+        )
+        self._entries: Callable[[], int] = lambda: 0
         self._last = -float("inf")
         self.unthrottled = False
         self.final_only = False
 
-    def scale_to(self, entries: int) -> None:
-        """Stretch the interval as the ledger grows, keeping the STATE bytes linear."""
-        self._interval = max(self._interval, entries * self.SECONDS_PER_ENTRY)
+    def measure_with(self, entries: Callable[[], int]) -> None:
+        """How to count the state's entries now (a cheap call: it is asked at every step)."""
+        self._entries = entries
 
     def due(self) -> bool:
         if self.final_only and not self.unthrottled:
             return False
         now = time.monotonic()
-        if self.unthrottled or now - self._last >= self._interval:
+        interval = max(self._interval, self._entries() * self.SECONDS_PER_ENTRY)
+        if self.unthrottled or now - self._last >= interval:
             self._last = now
             return True
         return False

@@ -21,7 +21,7 @@ from typing_extensions import override
 from tap_prism_imports.batch_files import RollingBatchFile, open_for_writing
 from tap_prism_imports.body_reader import OUTCOMES, ResultsSpool
 from tap_prism_imports.client import PrismStream
-from tap_prism_imports.import_log_reader import read_import_log
+from tap_prism_imports.import_log.reader import ImportLogReader
 from tap_prism_imports.messages import PrismMessageWriter
 from tap_prism_imports.run import ImportRun, RunSettings, Step
 from tap_prism_imports.sdk_hooks import (
@@ -227,8 +227,7 @@ class ImportJobsStream(LinkedStream, PrismStream):
         for step in files.announced_steps():
             run.confirm(step)
             step.close()
-        # Each announcement is a whole file of rows: its claims go out at once.
-        self.write_checkpoint(rationed=False)
+        self.write_checkpoint()
 
     def _writes_batches_directly(self, batch_config: t.Any) -> bool:
         results = self._results_stream
@@ -256,9 +255,16 @@ class ImportJobsStream(LinkedStream, PrismStream):
             return None
         import_log = None
         if log_spec:
-            log_state = self.stream_state.setdefault("import_log", {})
-            import_log = read_import_log(log_spec, now=utc_now(), state=log_state)
-        self.link.checkpoints.scale_to(len(ledger) + len(refs))
+            import_log = ImportLogReader(
+                log_spec,
+                self.stream_state.setdefault("import_log", {}),
+                now=utc_now(),
+                interruption=self.link.interruption,
+            )
+        reader = import_log
+        self.link.checkpoints.measure_with(
+            lambda: len(ledger) + len(refs) + (reader.state_entries if reader else 0)
+        )
         return ImportRun(
             refs,
             ledger,

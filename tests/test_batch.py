@@ -155,6 +155,8 @@ def test_a_slow_run_cuts_its_files_on_time_so_claims_keep_up(
     sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("tap_prism_imports.streams.ROLL_SECONDS", 0.0)
+    # A slow run's files are cut a minute apart, past the STATE ration; here, at once.
+    monkeypatch.setattr("tap_prism_imports.state.MIN_STATE_INTERVAL_SECONDS", 0.0)
     jobs = [sandbox.add_job(rows=50) for _ in range(3)]
     config = tap_config(
         sandbox, [sandbox.ref(job) for job in jobs], **batch_settings(tmp_path, 100_000)

@@ -8,13 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
+from log_reading import Batch, read_log
 from singer_sdk.exceptions import ConfigValidationError
 
-from tap_prism_imports.import_log_reader import (
-    ImportLogBatch,
-    read_import_log,
-    read_input_keys,
-)
+from tap_prism_imports.import_log.keys import read_input_keys
 from tap_prism_imports.job_refs import JobRef
 from tap_prism_imports.snapshots import iter_result_records
 
@@ -107,26 +104,24 @@ class Runs:
 
     def __init__(self) -> None:
         self.state_json = "{}"
-        self.batches: list[ImportLogBatch] = []
+        self.batches: list[Batch] = []
 
-    def read(
-        self, spec: str | Path, now: datetime.datetime = NOW
-    ) -> tuple[ImportLogBatch, dict[str, Any]]:
+    def read(self, spec: str | Path, now: datetime.datetime = NOW) -> tuple[Batch, dict[str, Any]]:
         state = json.loads(self.state_json)
-        batch = read_import_log(str(spec), now=now, state=state)
+        batch = read_log(spec, state, now)
         self.batches.append(batch)
         return batch, state
 
     def save(self, state: dict[str, Any]) -> None:
         self.state_json = json.dumps(state)
 
-    def run(self, spec: str | Path, now: datetime.datetime = NOW) -> ImportLogBatch:
+    def run(self, spec: str | Path, now: datetime.datetime = NOW) -> Batch:
         """Read, emit and confirm everything, then store the state."""
         batch, state = self.read(spec, now)
-        for logged in batch.imports:
-            batch.confirm(logged)
         for ref in batch.refs:
             batch.confirm(ref)
+        for logged in batch.imports:
+            batch.confirm(logged)
         self.save(state)
         return batch
 
@@ -139,11 +134,11 @@ def runs() -> Iterator[Runs]:
         batch.close()
 
 
-def ids(batch: ImportLogBatch) -> list[str]:
+def ids(batch: Batch) -> list[str]:
     return [item.job_id for item in batch.imports] + [ref.ref.key for ref in batch.refs]
 
 
-def results_of(batch: ImportLogBatch, index: int = 0) -> list[dict[str, Any]]:
+def results_of(batch: Batch, index: int = 0) -> list[dict[str, Any]]:
     spool = batch.imports[index].results
     assert spool is not None
     return list(iter_result_records(spool))
@@ -209,9 +204,10 @@ def test_sync_line_becomes_a_job_record_and_keyed_results(runs: Runs, tmp_path: 
 def test_sync_results_without_input_keys_have_an_empty_source_key(tmp_path: Path) -> None:
     log = tmp_path / "imports.jsonl"
     append(log, entry())
-    with read_import_log(str(log), now=NOW, state={}) as batch:
-        assert [row["source_key"] for row in results_of(batch)] == [None, None, None]
-    assert batch.imports[0].results is None  # closed with the batch
+    batch = read_log(log, {}, NOW)
+    assert [row["source_key"] for row in results_of(batch)] == [None, None, None]
+    batch.close()
+    assert batch.imports[0].results is None
 
 
 def test_input_keys_that_do_not_match_the_results_are_left_out_with_a_warning(
@@ -244,7 +240,6 @@ def test_async_line_becomes_a_ref_with_where_its_keys_are(runs: Runs, tmp_path: 
     assert first.ref == JobRef(TEAM, "job_1")
     assert first.object_type == "deal"
     assert first.submitted_at == "2026-11-21T10:00:00.000000+00:00"
-    assert first.rows == 500
     assert first.where == f"{log}:2"
     assert first.input_keys_at is not None
     assert first.input_keys_at.path == str(log)
@@ -258,7 +253,6 @@ def test_async_line_becomes_a_ref_with_where_its_keys_are(runs: Runs, tmp_path: 
 
     assert second.ref == JobRef(TEAM, "job_2")
     assert second.input_keys_at is None
-    assert second.rows == 500
 
 
 def test_keys_of_a_line_that_is_gone_are_none_with_a_warning_naming_the_job(
@@ -438,19 +432,19 @@ def test_rejections_never_merge_with_each_other_or_with_an_import(
 def test_a_path_that_does_not_exist_is_a_configuration_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.jsonl"
     with pytest.raises(ConfigValidationError) as raised:
-        read_import_log(str(missing), now=NOW, state={})
+        read_log(missing, {}, NOW)
     assert "`import_log`" in str(raised.value)
     assert str(missing) in str(raised.value)
 
 
 def test_a_directory_is_a_configuration_error_suggesting_a_glob(tmp_path: Path) -> None:
     with pytest.raises(ConfigValidationError, match=r"\*\.jsonl"):
-        read_import_log(str(tmp_path), now=NOW, state={})
+        read_log(tmp_path, {}, NOW)
 
 
 def test_a_glob_that_matches_nothing_is_a_warning(tmp_path: Path) -> None:
     spec = f"{tmp_path}/*.jsonl"
-    batch = read_import_log(spec, now=NOW, state={})
+    batch = read_log(spec, {}, NOW)
     assert batch.imports == []
     assert batch.warnings == [f"`import_log` {spec!r} matches no file: no imports read from it."]
 
@@ -468,8 +462,8 @@ def test_a_glob_reads_every_matching_file_in_name_order(runs: Runs, tmp_path: Pa
 
 def test_unknown_state_format_is_refused(tmp_path: Path) -> None:
     append(tmp_path / "a.jsonl", entry())
-    with pytest.raises(ConfigValidationError, match=r"import_log\.format 2"):
-        read_import_log(str(tmp_path / "a.jsonl"), now=NOW, state={"format": 2})
+    with pytest.raises(ConfigValidationError, match=r"import_log\.format 3"):
+        read_log(tmp_path / "a.jsonl", {"format": 3}, NOW)
 
 
 # --- malformed lines -----------------------------------------------------------------
@@ -483,21 +477,10 @@ def test_unknown_state_format_is_refused(tmp_path: Path) -> None:
         (orjson.dumps(entry(v=2)) + b"\n", "v is 2"),
         (orjson.dumps(entry(team_id="team-1")) + b"\n", "team_id 'team-1' is not a UUID"),
         (orjson.dumps(entry(http_status=None)) + b"\n", "http_status is missing"),
-        (orjson.dumps(entry(http_status=301)) + b"\n", "http_status is 301"),
+        (orjson.dumps(entry(http_status=99)) + b"\n", "http_status is 99"),
         (orjson.dumps(entry(submitted_at="yesterday")) + b"\n", "submitted_at 'yesterday'"),
         (orjson.dumps(entry(object_type=None)) + b"\n", "object_type None"),
-        (orjson.dumps(entry(input_keys=[1])) + b"\n", "input_keys"),
-        (orjson.dumps(entry(rows=-1)) + b"\n", "rows is -1"),
-        (orjson.dumps(entry(200, {"status": "done", "total": 1})) + b"\n", "status is 'done'"),
-        (orjson.dumps(entry(200, {"status": "complete"})) + b"\n", "total is missing"),
-        (orjson.dumps(entry(200, {**sync_response(), "results": 3})) + b"\n", "not a list"),
-        (orjson.dumps(entry(202, {"status": "processing", "total": 1})) + b"\n", "job_id"),
-        (orjson.dumps(entry(202, {"job_id": "j", "total": 1})) + b"\n", "status is missing"),
-        (
-            orjson.dumps(async_entry("j", location=f"/v2/prism/{OTHER_TEAM}/imports/j")) + b"\n",
-            "not the line's",
-        ),
-        (orjson.dumps(async_entry("j", location="/elsewhere")) + b"\n", "path ref"),
+        (orjson.dumps({**entry(), "response": [1]}) + b"\n", "response is not"),
     ],
 )
 def test_a_malformed_line_is_an_error_naming_path_and_line_and_the_rest_is_read(
@@ -522,11 +505,15 @@ def test_a_fixed_line_is_emitted_on_the_next_run(runs: Runs, tmp_path: Path) -> 
     log = tmp_path / "imports.jsonl"
     append(log, entry(500), entry(v=2))
     assert len(runs.run(log).errors) == 1
+    first = runs.batches[-1].imports[0].job_id
     log.write_bytes(b"")
     append(log, entry(500), entry())
     batch = runs.run(log)
     assert batch.errors == []
-    assert [item.mode for item in batch.imports] == ["sync"]
+    # Rewritten, so read again from its start: the rejection comes again under its own
+    # id (an upsert of the same row), and the fixed line loads.
+    assert [item.mode for item in batch.imports] == ["rejected", "sync"]
+    assert batch.imports[0].job_id == first
 
 
 # --- exactly once across runs --------------------------------------------------------
@@ -576,19 +563,25 @@ def test_a_run_killed_part_way_emits_the_rest_next_time(runs: Runs, tmp_path: Pa
     runs.save(state)  # the last STATE before the kill
     batch.close()
 
+    # Everything after the first unconfirmed line comes again (upserts of the same rows).
     batch = runs.run(log)
-    assert ids(batch) == [second.job_id, "5eed0d3e-0000-4000-8000-000000000001/job_1"]
+    assert ids(batch) == [
+        second.job_id,
+        third.job_id,
+        "5eed0d3e-0000-4000-8000-000000000001/job_1",
+    ]
     assert ids(runs.run(log)) == []
 
 
 def test_state_only_holds_what_was_confirmed(runs: Runs, tmp_path: Path) -> None:
     log = tmp_path / "imports.jsonl"
-    append(log, entry())
+    append(log, entry(idempotency_key="k-1"))
     batch, state = runs.read(log)
-    assert state["emitted"] == {}
+    assert state["recent"] == {}
     assert state["files"][str(log)]["offset"] == 0
     batch.confirm(batch.imports[0])
-    assert state["emitted"] == {batch.imports[0].job_id: "2026-11-21T10:00:00.000000+00:00"}
+    submitted = int(datetime.datetime(2026, 11, 21, 10, tzinfo=UTC).timestamp())
+    assert state["recent"] == {batch.imports[0].job_id: submitted}
     assert state["files"][str(log)]["offset"] == log.stat().st_size
     assert state["files"][str(log)]["line"] == 1
     assert "input_keys" not in json.dumps(state)
@@ -607,70 +600,92 @@ def test_a_rotated_log_is_not_emitted_again(runs: Runs, tmp_path: Path) -> None:
     assert ids(runs.run(f"{tmp_path}/imports.jsonl*")) == []
 
 
-def test_a_truncated_or_replaced_file_emits_only_its_new_lines(runs: Runs, tmp_path: Path) -> None:
+def test_a_truncated_or_replaced_file_is_read_again_from_its_start(
+    runs: Runs, tmp_path: Path
+) -> None:
     log = tmp_path / "imports.jsonl"
     kept = entry(submitted_at="2026-11-21T09:00:00Z")
     append(log, entry(500), kept, async_entry("job_1"))
-    runs.run(log)
+    first = runs.run(log)
 
     log.write_bytes(b"")  # truncated (copytruncate)
     assert ids(runs.run(log)) == []
     append(log, entry(404))
     assert [item.record["error_code"] for item in runs.run(log).imports] == ["http_404"]
 
-    # Replaced by a file holding some of the same lines, longer than before.
+    # Replaced by a file holding some of the same lines: all are read again, the
+    # repeated ones under the same ids (upserts), each job handed over once.
     replacement = tmp_path / "new.jsonl"
     append(replacement, kept, async_entry("job_1"), async_entry("job_2"), entry(404), entry(503))
     replacement.replace(log)
     batch = runs.run(log)
-    assert [item.record["error_code"] for item in batch.imports] == ["http_503"]
-    assert [ref.ref.job_id for ref in batch.refs] == ["job_2"]
+    assert [item.record["error_code"] for item in batch.imports] == [None, "http_404", "http_503"]
+    assert batch.imports[0].job_id == first.imports[1].job_id
+    assert [ref.ref.job_id for ref in batch.refs] == ["job_1", "job_2"]
 
 
-def test_a_replaced_file_with_the_same_start_is_still_read_again(
+def test_a_rewrite_of_the_same_size_with_the_same_start_and_end_is_noticed(
     runs: Runs, tmp_path: Path
 ) -> None:
     log = tmp_path / "imports.jsonl"
     first = entry(submitted_at="2026-11-21T09:00:00Z")
-    append(log, first, entry(500))
+    last = entry(503, submitted_at="2026-11-21T09:30:00Z")
+    append(log, first, entry(500, {"message": "A" * 3000}), last)
     runs.run(log)
-    log.write_bytes(b"")
-    append(log, first, entry(502))  # same first line, same length, other second line
+    data = log.read_bytes()
+    # Same size, same first and last KiB: only the middle line's text differs.
+    log.write_bytes(data.replace(b"A" * 3000, b"B" * 3000))
     batch = runs.run(log)
-    assert [item.record["error_code"] for item in batch.imports] == ["http_502"]
+    assert [item.record["error_message"] for item in batch.imports][1] == "B" * 3000
 
 
-def test_old_emitted_imports_are_dropped_from_state_once_out_of_the_log(
+def test_a_rotated_copy_carries_on_where_the_file_stopped(runs: Runs, tmp_path: Path) -> None:
+    """logrotate's copytruncate: the copy has the old prefix, the original starts over."""
+    log = tmp_path / "imports.jsonl"
+    append(log, entry(), async_entry("job_1"))
+    runs.run(f"{tmp_path}/imports.jsonl*")
+    append(log, entry(500))  # after the run, before the rotation
+    (tmp_path / "imports.jsonl.1").write_bytes(log.read_bytes())
+    log.write_bytes(b"")
+    append(log, entry(502))
+    batch = runs.run(f"{tmp_path}/imports.jsonl*")
+    assert sorted(item.record["error_code"] for item in batch.imports) == ["http_500", "http_502"]
+    assert batch.refs == []
+
+
+def test_keyed_replays_in_another_file_within_a_day_are_not_emitted_again(
+    runs: Runs, tmp_path: Path
+) -> None:
+    first = tmp_path / "a.jsonl"
+    append(first, entry(idempotency_key="k-1", submitted_at="2026-11-21T10:00:00Z"))
+    assert len(runs.run(f"{tmp_path}/*.jsonl").imports) == 1
+    later = tmp_path / "b.jsonl"
+    append(later, entry(idempotency_key="k-1", submitted_at="2026-11-21T20:00:00Z"))
+    assert ids(runs.run(f"{tmp_path}/*.jsonl", NOW + datetime.timedelta(hours=10))) == []
+
+
+def test_state_keeps_a_days_keyed_imports_and_the_files_it_names(
     runs: Runs, tmp_path: Path
 ) -> None:
     log = tmp_path / "imports.jsonl"
-    append(log, entry(submitted_at="2026-11-21T10:00:00Z"), async_entry("job_1"))
-    runs.run(log)
-    later = NOW + datetime.timedelta(days=8)
+    append(
+        log,
+        entry(idempotency_key="k-1", submitted_at="2026-11-21T10:00:00Z"),
+        entry(submitted_at="2026-11-21T10:00:00Z"),  # no key: nothing to remember
+        entry(500),
+        async_entry("job_1"),
+    )
+    batch = runs.run(log)
+    _, state = runs.read(log)
+    assert list(state["recent"]) == [batch.imports[0].job_id]
 
-    # Still in the log: kept (a rotation could bring the lines back).
-    _, state = runs.read(log, later)
-    assert len(state["emitted"]) == 2
-
-    # Rotated and deleted: nothing can bring them back; the file's entry goes too.
+    # A day and more later the API replays the key no more: forgotten.
+    _, state = runs.read(log, NOW + datetime.timedelta(hours=26))
+    assert state["recent"] == {}
+    # A file no longer named is forgotten too.
     log.unlink()
     other = tmp_path / "next.jsonl"
     append(other, entry(500, submitted_at="2026-11-29T10:00:00Z"))
-    runs.run(other, later)
-    _, state = runs.read(other, later)
+    runs.run(other)
+    _, state = runs.read(other)
     assert list(state["files"]) == [str(other)]
-    assert [key.split("-")[0] for key in state["emitted"]] == ["rejected"]
-
-
-def test_recent_emitted_imports_stay_in_state_when_their_file_is_gone(
-    runs: Runs, tmp_path: Path
-) -> None:
-    log = tmp_path / "imports.jsonl"
-    append(log, entry())
-    runs.run(log)
-    log.unlink()
-    append(tmp_path / "other.jsonl", entry(500))
-    runs.run(tmp_path / "other.jsonl")
-    # A copy of the old file coming back within the week is not emitted again.
-    append(log, entry())
-    assert ids(runs.run(f"{tmp_path}/*.jsonl")) == []

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
+from log_reading import read_log
 
-from tap_prism_imports.import_log_reader import read_import_log, read_input_keys
+from tap_prism_imports.import_log.keys import read_input_keys
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -78,7 +79,7 @@ def test_reads_a_glob_of_s3_objects_once_across_runs(s3_endpoint: str) -> None:
 
     spec = f"s3://{BUCKET}/prism/*.jsonl"
     state: dict[str, Any] = {}
-    with read_import_log(spec, now=NOW, state=state) as batch:
+    with read_log(spec, state, NOW) as batch:
         assert batch.errors == []
         assert batch.warnings == []
         (sync_import,) = batch.imports
@@ -98,15 +99,15 @@ def test_reads_a_glob_of_s3_objects_once_across_runs(s3_endpoint: str) -> None:
         f"s3://{BUCKET}/prism/2026-11-20.jsonl",
         f"s3://{BUCKET}/prism/2026-11-21.jsonl",
     }
-    # S3 objects are replaced whole, never appended: a new version is read again
-    # and only its new line comes out.
+    # S3 objects are replaced whole, never appended: a new version that keeps the old
+    # one's lines is read on from where the old one stopped.
     put(
         client,
         "prism/2026-11-21.jsonl",
-        line(202, started, location=f"/v2/prism/{TEAM}/imports/job_1"),
+        line(202, started, location=f"/v2/prism/{TEAM}/imports/job_1", input_keys=["a", "b"]),
         line(409, {"message": "Idempotency-Key was already used"}, idempotency_key="k"),
     )
-    with read_import_log(spec, now=NOW, state=state) as batch:
+    with read_log(spec, state, NOW) as batch:
         assert [item.record["error_code"] for item in batch.imports] == ["http_409"]
         assert batch.refs == []
 
@@ -116,4 +117,4 @@ def test_an_s3_path_that_does_not_exist_is_a_configuration_error(s3_endpoint: st
 
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=BUCKET)
     with pytest.raises(ConfigValidationError, match="`import_log`"):
-        read_import_log(f"s3://{BUCKET}/missing.jsonl", now=NOW, state={})
+        read_log(f"s3://{BUCKET}/missing.jsonl", {}, NOW)

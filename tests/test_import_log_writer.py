@@ -167,11 +167,9 @@ def test_httpx_response_with_a_body_that_is_not_json(tmp_path: Path) -> None:
     [
         ({"team_id": "team-1"}, "not a UUID"),
         ({"object_type": ""}, "object_type"),
-        ({"rows": -1}, "rows"),
-        ({"submitted_at": datetime.datetime(2026, 1, 1)}, "timezone-aware"),  # noqa: DTZ001
     ],
 )
-def test_bad_arguments_are_refused_before_anything_is_written(
+def test_the_callers_own_mistakes_are_refused_before_anything_is_written(
     tmp_path: Path, arguments: dict[str, Any], message: str
 ) -> None:
     log = ImportLog(tmp_path / "imports.jsonl")
@@ -181,15 +179,39 @@ def test_bad_arguments_are_refused_before_anything_is_written(
     assert not log.path.exists()
 
 
-def test_input_keys_must_be_strings(tmp_path: Path) -> None:
+def test_values_it_cannot_use_as_they_are_are_written_and_noted(tmp_path: Path) -> None:
+    """The import was made: its line is written whatever came with it."""
     log = ImportLog(tmp_path / "imports.jsonl")
-    with pytest.raises(TypeError, match="input_keys"):
-        log.record(
-            httpx.Response(200, json={"status": "complete", "total": 1}),
-            team_id=DEMO_TEAM_ID,
-            object_type="contact",
-            input_keys=[7],  # type: ignore[list-item]
-        )
+    written = log.record(
+        httpx.Response(200, content=b'{"status":"complete","total":2,"message":"a \\ud83d b"}'),
+        team_id=DEMO_TEAM_ID,
+        object_type="contact",
+        input_keys=[7, "k\ud800"],
+        rows=-1,
+        submitted_at=datetime.datetime(2026, 1, 1, 12),  # noqa: DTZ001 - the point
+    )
+    (line,) = read_lines(log.path)
+    assert line == written
+    assert line["input_keys"] == ["7", "k\ufffd"]
+    assert line["response"]["message"] == "a \ufffd b"
+    assert "rows" not in line
+    notes = " ".join(line["writer_notes"])
+    for noted in ("not strings", "surrogates in input_keys", "surrogates in the response", "rows"):
+        assert noted in notes
+    assert "time zone" in notes
+
+
+def test_a_line_that_cannot_be_written_names_the_file(tmp_path: Path) -> None:
+    log = ImportLog(tmp_path / "missing-folder" / "imports.jsonl")
+    with pytest.raises(OSError, match="cannot open the import log") as raised:
+        log.record(httpx.Response(400, json={}), team_id=DEMO_TEAM_ID, object_type="contact")
+    assert str(log.path) in str(raised.value)
+
+
+def test_a_new_log_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    log = ImportLog(tmp_path / "imports.jsonl")
+    log.record(httpx.Response(400, json={}), team_id=DEMO_TEAM_ID, object_type="contact")
+    assert log.path.stat().st_mode & 0o777 == 0o600
 
 
 def test_something_that_is_no_response_is_refused(tmp_path: Path) -> None:

@@ -1,0 +1,228 @@
+"""What each import log line becomes.
+
+- a sync import (200): its ``import_jobs`` record and ``import_results`` records, parsed
+  from the logged response exactly as a GET snapshot is, each row keyed by position;
+- an async job ref (202), for the run to follow through the API;
+- any other answer: a rejected import, an ``import_jobs`` record with status
+  ``failed`` and no results.
+
+A line whose response the tap cannot use (a 200 whose body is no snapshot, a 202
+naming no job) still loads: as a ``failed`` import with ``error_code``
+``unusable_response`` saying why, so it is never silently lost.
+
+Sync and rejected imports have no job id of their own, so they get a deterministic
+one (``sync-…``, ``rejected-…``): a hash of the team, the ``Idempotency-Key`` and the
+response when a key was sent (the API replays a key's first response, so two lines of
+one import hash the same), else of the team, object type, ``submitted_at`` and
+response. Never of the file or the line's position: the same line read from a
+rotated or copied file is the same import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import typing as t
+from dataclasses import dataclass
+
+import ijson
+
+from prism_import_log.format import format_submitted_at
+from tap_prism_imports.body_reader import InvalidSnapshotError, ResultsSpool
+from tap_prism_imports.import_log.keys import InputKeysLocation, attach_source_keys
+from tap_prism_imports.import_log.lines import async_job_ref, canonical, strip_nul
+from tap_prism_imports.job_refs import JobRef
+from tap_prism_imports.snapshots import format_datetime, parse_snapshot
+
+if t.TYPE_CHECKING:
+    import datetime
+
+    from prism_import_log import LogLine
+    from tap_prism_imports.import_log.files import FileProgress, Slot
+
+SYNC, ASYNC = 200, 202
+MAX_ERROR_MESSAGE_CHARS = 1000
+UNUSABLE = "unusable_response"
+
+
+@dataclass
+class Claim:
+    """The line an item came from: dealt with once the item is emitted (or handed over)."""
+
+    progress: FileProgress
+    slot: Slot
+    #: A line read again from the file's errors: loaded now, so no longer one.
+    was_error: bool = False
+
+
+@dataclass
+class LoggedJobRef:
+    """An async import (202) to follow through the API."""
+
+    ref: JobRef
+    submitted_at: str
+    object_type: str
+    input_keys_at: InputKeysLocation | None
+    where: str
+    claim: Claim
+
+    def ledger_entry(self) -> dict[str, t.Any]:
+        """What the ledger keeps of the job: never its keys, only where they are."""
+        return {
+            "object_type": self.object_type,
+            "submitted_at": self.submitted_at,
+            "input_keys_at": None if self.input_keys_at is None else self.input_keys_at.to_state(),
+        }
+
+
+@dataclass
+class LoggedImport:
+    """A sync or rejected import, ready to emit: one ``import_jobs`` record and its results."""
+
+    job_id: str
+    mode: str
+    record: dict[str, t.Any]
+    results: ResultsSpool | None
+    warnings: list[str]
+    where: str
+    claim: Claim
+    #: Replays of it within the API's idempotency window are the same import.
+    keyed: bool = False
+
+    def close(self) -> None:
+        if self.results is not None:
+            self.results.close()
+            self.results = None
+
+
+def import_id(line: LogLine) -> str:
+    """The id of a sync or rejected import: the same for every line of one import."""
+    submitted = format_submitted_at(line.submitted_at)
+    if line.http_status == SYNC:
+        if line.idempotency_key is not None:
+            parts: list[object] = [line.team_id, line.idempotency_key, line.response]
+        else:
+            parts = [line.team_id, line.object_type, submitted, line.response]
+        prefix = "sync"
+    elif line.http_status == ASYNC:
+        # An async answer naming no job: one import per line, as a rejection.
+        parts = [line.team_id, line.object_type, submitted, line.http_status, line.response]
+        prefix = "async"
+    else:
+        # Each rejection is its own event, even a repeated one with the same key.
+        parts = [
+            line.team_id,
+            line.object_type,
+            submitted,
+            line.http_status,
+            line.idempotency_key,
+            line.response,
+        ]
+        prefix = "rejected"
+    return f"{prefix}-{hashlib.sha256(canonical(parts)).hexdigest()[:32]}"
+
+
+def job_ref_item(line: LogLine, ref: JobRef, where: str, claim: Claim) -> LoggedJobRef:
+    keys_at = None
+    if line.input_keys is not None:
+        keys_at = InputKeysLocation(claim.progress.key, claim.slot.line, claim.slot.start)
+    return LoggedJobRef(
+        ref=ref,
+        submitted_at=format_submitted_at(line.submitted_at),
+        object_type=_object_type(line)[0],
+        input_keys_at=keys_at,
+        where=where,
+        claim=claim,
+    )
+
+
+def import_item(
+    line: LogLine, job_id: str, where: str, claim: Claim, now: datetime.datetime
+) -> LoggedImport:
+    """The sync or rejected import a line records, ready to emit."""
+    warnings = [f"import {job_id} ({where}): {note}" for note in line.notes]
+    object_type, nul = _object_type(line)
+    columns = {
+        "mode": "sync" if line.http_status == SYNC else "rejected",
+        "object_type": object_type,
+        "submitted_at": format_submitted_at(line.submitted_at),
+    }
+    if line.http_status == ASYNC:
+        columns["mode"] = "async"
+        why = "the API answered 202 without a Location or job_id naming a job of this team"
+        record = _failed_record(line, job_id, now, UNUSABLE, f"{why}: it cannot be followed")
+        return LoggedImport(job_id, "async", {**record, **columns}, None, warnings, where, claim)
+    if line.http_status != SYNC:
+        message, message_nul = strip_nul(_error_message(line.response))
+        nul += message_nul
+        record = _failed_record(line, job_id, now, f"http_{line.http_status}", message)
+        _warn_nul(warnings, job_id, where, nul)
+        return LoggedImport(job_id, "rejected", {**record, **columns}, None, warnings, where, claim)
+    ref = JobRef(line.team_id, job_id)
+    try:
+        snapshot = parse_snapshot(io.BytesIO(canonical(line.response)), ref, now)
+    except (InvalidSnapshotError, ijson.JSONError) as error:
+        why = f"the POST answered 200 but its body is no import snapshot: {error}"
+        warnings.append(f"import {job_id} ({where}): {why}; loaded as failed ({UNUSABLE})")
+        record = _failed_record(line, job_id, now, UNUSABLE, why)
+        return LoggedImport(job_id, "sync", {**record, **columns}, None, warnings, where, claim)
+    warnings += [f"import {job_id} ({where}): {warning}" for warning in snapshot.warnings]
+    results = snapshot.results
+    if results is not None:
+        results, key_warnings = attach_source_keys(
+            results, line.input_keys, import_name=f"import {job_id} ({where})"
+        )
+        warnings += key_warnings
+    _warn_nul(warnings, job_id, where, nul)
+    keyed = line.idempotency_key is not None
+    record = {**snapshot.record, **columns}
+    return LoggedImport(job_id, "sync", record, results, warnings, where, claim, keyed=keyed)
+
+
+def follow(line: LogLine) -> JobRef | None:
+    """The job an async line hands over, if it names one."""
+    return async_job_ref(line) if line.http_status == ASYNC else None
+
+
+def _object_type(line: LogLine) -> tuple[str, int]:
+    text, removed = strip_nul(line.object_type)
+    return t.cast("str", text), removed
+
+
+def _warn_nul(warnings: list[str], job_id: str, where: str, removed: int) -> None:
+    if removed:
+        warnings.append(
+            f"import {job_id} ({where}): {removed} NUL characters removed from its "
+            "object_type and error text (warehouses cannot store them)"
+        )
+
+
+def _failed_record(
+    line: LogLine, job_id: str, now: datetime.datetime, code: str, message: str | None
+) -> dict[str, t.Any]:
+    return {
+        "team_id": line.team_id,
+        "job_id": job_id,
+        "status": "failed",
+        "total": line.row_count or 0,
+        "processed": None,
+        "succeeded": None,
+        "failed": None,
+        "error_code": code,
+        "error_message": message,
+        "created_at": None,
+        "updated_at": None,
+        "expires_at": None,
+        "results_count": None,
+        "fetched_at": format_datetime(now),
+    }
+
+
+def _error_message(response: dict[str, t.Any]) -> str:
+    message = response.get("message")
+    if isinstance(message, str):
+        return message
+    body = response.get("body")
+    if isinstance(body, str) and len(response) == 1:
+        return body[:MAX_ERROR_MESSAGE_CHARS]
+    return canonical(response).decode()[:MAX_ERROR_MESSAGE_CHARS]

@@ -1,0 +1,112 @@
+"""One line of the import log, parsed: orjson for speed, repaired where another writer
+left what the API's own JSON readers would take (an unpaired surrogate escape, as
+Node's ``JSON.stringify`` writes one; bytes that are not UTF-8; a number too large
+for 64 bits), then checked against the format's one definition."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import orjson
+
+from prism_import_log import LogLine, LogLineError
+from tap_prism_imports.job_refs import JobRef, JobRefError, parse_job_ref
+
+# A \\uD800-\\uDFFF escape preceded by an even run of backslashes (so it is an escape):
+# a valid high+low pair is kept, an unpaired one replaced.
+_SURROGATE_ESCAPE = re.compile(
+    rb"(?<!\\)(?:\\\\)*(?:(?P<pair>\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?P<lone>\\u[dD][89a-fA-F][0-9a-fA-F]{2}))"
+)
+_REPLACEMENT_ESCAPE = b"\\ufffd"
+
+
+class ImportLogLineError(ValueError):
+    """A log line that cannot be read as an import request."""
+
+
+def parse_log_line(data: bytes) -> LogLine:
+    """The line ``data`` holds; what was repaired to read it is among its notes."""
+    notes: list[str] = []
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        document = _parse_repaired(data, notes)
+    try:
+        line = LogLine.from_document(document)
+    except LogLineError as error:
+        raise ImportLogLineError(str(error)) from error
+    if notes:
+        return dataclasses.replace(line, notes=(*line.notes, *notes))
+    return line
+
+
+def _parse_repaired(data: bytes, notes: list[str]) -> object:
+    text = data.decode("utf-8", errors="replace")
+    if (bad := text.count("\ufffd") - data.count("\ufffd".encode())) > 0:
+        notes.append(f"{bad} bytes that are not UTF-8 replaced with U+FFFD")
+        data = text.encode("utf-8")
+    replaced = 0
+
+    def replace(match: re.Match[bytes]) -> bytes:
+        nonlocal replaced
+        if match["lone"] is None:
+            return match[0]
+        replaced += 1
+        return match[0][: match.start("lone") - match.start()] + _REPLACEMENT_ESCAPE
+
+    data = _SURROGATE_ESCAPE.sub(replace, data)
+    if replaced:
+        notes.append(f"{replaced} unpaired UTF-16 surrogate escapes replaced with U+FFFD")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        # Python's reader takes what orjson refuses and JSON allows: integers past 64 bits.
+        return json.loads(data)
+    except (ValueError, RecursionError) as error:
+        msg = f"not JSON ({error})"
+        raise ImportLogLineError(msg) from error
+
+
+def canonical(value: object) -> bytes:
+    """One encoding for one JSON value: sorted keys, no spaces, UTF-8."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        # An integer past 64 bits (only Python's reader makes those).
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return text.encode("utf-8")
+
+
+def strip_nul(value: str | None) -> tuple[str | None, int]:
+    """The text without NUL characters (no warehouse can store them), and how many went."""
+    if value is None or "\x00" not in value:
+        return value, 0
+    return value.replace("\x00", ""), value.count("\x00")
+
+
+def strip_nul_all(values: list[str | None]) -> tuple[list[str | None], int]:
+    removed = 0
+    cleaned: list[str | None] = []
+    for value in values:
+        text, count = strip_nul(value)
+        cleaned.append(text)
+        removed += count
+    return cleaned, removed
+
+
+def async_job_ref(line: LogLine) -> JobRef | None:
+    """The job an async line (202) hands over: named by its ``Location``, else (without
+    one) by the body's ``job_id``; ``None`` when that names no job of the line's team."""
+    source = line.location or line.response.get("job_id")
+    if not isinstance(source, str) or not source:
+        return None
+    try:
+        ref = parse_job_ref(source, line.team_id)
+    except JobRefError:
+        return None
+    return ref if ref.team_id == line.team_id else None
