@@ -11,14 +11,24 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import os
 import posixpath
 import typing as t
 import uuid
 
 import fsspec  # type: ignore[import-untyped]
+from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-untyped]
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
+
+
+#: Batch files hold the records: readable by their owner only, as the import log is.
+FILE_MODE = 0o600
+
+
+class BatchStorageError(Exception):
+    """A batch file could not be written: the message names the setting and the path."""
 
 
 class RollingBatchFile:
@@ -60,7 +70,24 @@ class RollingBatchFile:
 
         With ``on_full``, a file that reaches ``rows_per_file`` rows is finished at that
         line, handed to ``on_full``, and the rest goes to a new file.
+
+        Raises:
+            BatchStorageError: the file could not be opened or written.
         """
+        try:
+            self._write(lines)
+        except OSError as error:
+            raise self._storage_error(error) from error
+
+    def _storage_error(self, error: OSError) -> BatchStorageError:
+        reason = f"[Errno {error.errno}] {error.strerror}" if error.strerror else str(error)
+        return BatchStorageError(
+            f"`batch_config.storage.root`: cannot write the batch file "
+            f"{self._url_of(self._filename)}: {reason}. Point it at a writable folder "
+            "with free space; the records not yet announced are sent again next run."
+        )
+
+    def _write(self, lines: bytes) -> None:
         while lines:
             if self._out is None:
                 self._start()
@@ -82,7 +109,11 @@ class RollingBatchFile:
         """Close the file being written; its URL, or ``None`` when there was none."""
         if self._stack is None:
             return None
-        self._stack.close()
+        try:
+            self._stack.close()
+        except OSError as error:
+            self._stack = self._out = None
+            raise self._storage_error(error) from error
         self._stack = self._out = None
         self.rows = 0
         self.finished += 1
@@ -120,4 +151,7 @@ def open_for_writing(url: str) -> contextlib.AbstractContextManager[t.IO[bytes]]
     """
     filesystem, path = fsspec.core.url_to_fs(url)
     filesystem.makedirs(posixpath.dirname(path), exist_ok=True)
+    if isinstance(filesystem, LocalFileSystem):
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+        return os.fdopen(descriptor, "wb")
     return t.cast("contextlib.AbstractContextManager[t.IO[bytes]]", filesystem.open(path, "wb"))

@@ -29,6 +29,7 @@ import tempfile
 import typing as t
 from collections import Counter
 from dataclasses import dataclass
+from decimal import Decimal
 
 import ijson
 import orjson
@@ -36,7 +37,7 @@ import orjson
 from tap_prism_imports.job_refs import UUID_PATTERN
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
     from tap_prism_imports.job_refs import JobRef
 
@@ -111,7 +112,13 @@ class ResultsSpool:
 
     def append_block(self, block: bytes, count: int, outcomes: list[str | None]) -> None:
         """Append ``count`` record lines at once (``outcomes``: one per line)."""
-        self._file.write(block)
+        try:
+            self._file.write(block)
+        except OSError as error:
+            # Past SPOOL_MEMORY_BYTES the rows go to a temporary file: name where.
+            folder = tempfile.gettempdir()
+            reason = f"cannot spool the rows in the temporary folder {folder} (TMPDIR)"
+            raise type(error)(error.errno, f"{reason}: {error.strerror}") from error
         self.count += count
         self.outcomes.update(outcomes)
 
@@ -146,14 +153,16 @@ class BodyContents:
     replaced_surrogates: int
 
 
-def read_body(raw: t.BinaryIO, ref: JobRef, fetched_at: str) -> BodyContents:
+def read_body(
+    raw: t.BinaryIO, ref: JobRef, fetched_at: str, source_keys: Sequence[str | None] | None
+) -> BodyContents:
     """Read a whole body; the spool is closed again if reading fails.
 
     ijson's errors (malformed or cut-off JSON) and ``UnicodeDecodeError`` propagate,
     and ``InvalidSnapshotError`` says what makes a well-formed body unusable.
     """
     body = _ParserSafeBody(raw)
-    rows = ResultLines(ref, fetched_at)
+    rows = ResultLines(ref, fetched_at, source_keys)
     try:
         top = _FastReader(body, rows).read()
         rows.finish()
@@ -163,16 +172,65 @@ def read_body(raw: t.BinaryIO, ref: JobRef, fetched_at: str) -> BodyContents:
     return BodyContents(top=top, rows=rows, replaced_surrogates=body.replaced_surrogates)
 
 
+def read_document(
+    document: dict[str, t.Any],
+    ref: JobRef,
+    fetched_at: str,
+    source_keys: Sequence[str | None] | None,
+) -> BodyContents:
+    """What ``read_body`` gives for a body already parsed (the import log's responses):
+    the same top-level fields, and the rows through the same rule."""
+    top: dict[str, t.Any] = {}
+    for name in _TOP_FIELDS & document.keys():
+        value = document[name]
+        if name == "error" and isinstance(value, dict):
+            top["error"] = True
+            top.update(
+                (f"error.{key}", _as_parsed(inner))
+                for key, inner in value.items()
+                if not isinstance(inner, (dict, list))
+            )
+        elif isinstance(value, (dict, list)):
+            top[name] = _Container("start_map" if isinstance(value, dict) else "start_array")
+        else:
+            top[name] = _as_parsed(value)
+    results = document.get("results")
+    if results is not None and not isinstance(results, list):
+        msg = "results is not a list"
+        raise InvalidSnapshotError(msg)
+    rows = ResultLines(ref, fetched_at, source_keys)
+    if results is not None:
+        try:
+            rows.start()
+            rows.add(results)
+            rows.finish()
+        except BaseException:
+            rows.close()
+            raise
+    return BodyContents(top=top, rows=rows, replaced_surrogates=0)
+
+
+def _as_parsed(value: object) -> object:
+    """A number as the event walker gives it: an int, or a Decimal for any fraction."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return value
+
+
 class ResultLines:
     """Result rows, as parsed, written to a spool as finished ``import_results`` lines.
 
     The one place a row's values are judged: a value of the wrong type is emitted as
     null and counted, a non-UUID record id is nulled, NUL is removed from text.
+    ``source_keys`` (from the import log, NUL already removed) name the rows by position.
     """
 
-    def __init__(self, ref: JobRef, fetched_at: str) -> None:
+    def __init__(
+        self, ref: JobRef, fetched_at: str, source_keys: Sequence[str | None] | None = None
+    ) -> None:
         self._head = {"team_id": ref.team_id, "job_id": ref.job_id}
         self._fetched_at = fetched_at
+        self._keys = source_keys
         self.spool: ResultsSpool | None = None
         # The next row's position in the array: row_index.
         self.count = 0
@@ -198,6 +256,8 @@ class ResultLines:
         dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
         lines, outcomes, add_id = self._lines, self._outcomes, self._ids.append
         index, wrong_types = self.count, 0
+        keys = self._keys or ()
+        keyed = len(keys)
         for row in rows:
             if type(row) is not dict:
                 msg = f"results[{index}] is not an object"
@@ -244,8 +304,8 @@ class ResultLines:
                         "error_code": error_code,
                         "error_message": error_message,
                         "fetched_at": fetched_at,
-                        # Set from the import log's input_keys, when it has them.
-                        "source_key": None,
+                        # From the import log's input_keys, when it has them.
+                        "source_key": keys[index] if index < keyed else None,
                     },
                     option=newline,
                 )

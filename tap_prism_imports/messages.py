@@ -16,10 +16,7 @@ from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.singerlib.encoding.simple import StateMessage
 from typing_extensions import override
 
-from tap_prism_imports.snapshots import format_datetime
-
 if t.TYPE_CHECKING:
-    import datetime
     from collections.abc import Iterable
 
     from tap_prism_imports.signals import Interruption
@@ -40,19 +37,19 @@ class PrismMessageWriter(MsgSpecWriter):
         self,
         stream_name: str,
         blocks: Iterable[bytes],
-        time_extracted: datetime.datetime,
-        interruption: Interruption,
+        time_extracted: str,
+        interruption: Interruption | None,
     ) -> None:
         """Write each record line (JSON text + newline) of ``blocks`` as a RECORD message.
 
         Stops between two blocks, never inside a line, when a stop is requested.
         """
         head = b'{"type":"RECORD","stream":"' + stream_name.encode() + b'","record":'
-        tail = b',"time_extracted":"' + format_datetime(time_extracted).encode() + b'"}\n'
+        tail = b',"time_extracted":"' + time_extracted.encode() + b'"}\n'
         # Every line becomes head + line + tail: one bytes.replace per block, in C.
         between = tail + head
         for block in blocks:
-            if interruption.is_set():
+            if interruption is not None and interruption.is_set():
                 return
             self._write(head + block[:-1].replace(b"\n", between) + tail)
 

@@ -18,11 +18,8 @@ from singer_sdk.streams._state import StreamStateManager
 from typing_extensions import override
 
 if t.TYPE_CHECKING:
-    import datetime
-    from collections.abc import Generator, Iterable
+    from collections.abc import Iterable
     from types import FrameType
-
-    from singer_sdk.helpers.types import Context
 
     from tap_prism_imports.messages import PrismMessageWriter
     from tap_prism_imports.signals import Interruption
@@ -63,15 +60,10 @@ PRIVATE_SDK_SURFACE: tuple[PrivateName, ...] = (
     ),
     PrivateName(
         Stream,
-        "_sync_records",
-        ("self", "context", "write_messages"),
-        "The per-record path costs ~70 us a row; spooled lines go out as blocks at ~9 us.",
-    ),
-    PrivateName(
-        Stream,
         "_increment_stream_state",
         ("self", "latest_record", "context"),
-        "Advances the child's replication-key bookmark for rows written as blocks.",
+        "Advances the child's replication-key bookmark for rows its parent writes as blocks "
+        "(the per-record path costs ~70 us a row; blocks ~9 us).",
     ),
     PrivateName(
         Stream,
@@ -152,40 +144,35 @@ class RecordLines:
 
     blocks: Iterable[bytes]  # whole lines, each ending with a newline
     count: int
-    time_extracted: datetime.datetime
+    #: When the records were read from the API (or the import log): the snapshot's
+    #: fetched_at, already formatted.
+    time_extracted: str
     #: The replication-key value every line shares, for the stream's bookmark.
     bookmark: dict[str, t.Any]
-    #: Writing stops between two blocks once a stop is requested.
-    interruption: Interruption
+    #: Writing stops between two blocks once a stop is requested (``None``: never stops;
+    #: the caller then counts on every line going out).
+    interruption: Interruption | None
 
 
-class DirectRecordsStream(Stream):
-    """Writes ready-made record lines itself when nothing would change them."""
+class DirectRecordsStream(SchemaOnceStream):
+    """A child stream whose records its parent writes, ready-made, when nothing would
+    change them: no child sync per parent record (measured: ~0.4 ms and three log lines
+    each, most of a small import's cost), one record count for the whole run."""
 
-    def record_lines(self, context: Context | None) -> RecordLines | None:
-        """The context's lines for the direct path, or ``None`` for the SDK's path."""
-        raise NotImplementedError
+    _last_bookmark: dict[str, t.Any] | None = None
 
     @property
     def record_writer(self) -> PrismMessageWriter:
         raise NotImplementedError
 
-    @override
-    def _sync_records(
-        self, context: Context | None = None, *, write_messages: bool = True
-    ) -> Generator[dict[str, t.Any], t.Any, t.Any]:
-        lines = self.record_lines(context) if write_messages else None
-        if lines is None:
-            yield from super()._sync_records(context, write_messages=write_messages)
-            return
-        with self.get_record_counter() as counter, self.get_sync_timer() as timer:
-            counter.with_context(context)
-            timer.with_context(context)
-            self.record_writer.write_record_lines(
-                self.name, lines.blocks, lines.time_extracted, lines.interruption
-            )
-            counter.increment(lines.count)
-        if lines.count:
-            self._increment_stream_state(lines.bookmark, context=context)
+    def write_lines(self, lines: RecordLines) -> None:
+        """Write ``lines`` as this stream's RECORD messages and advance its bookmark."""
+        self._write_schema_message()
+        self.record_writer.write_record_lines(
+            self.name, lines.blocks, lines.time_extracted, lines.interruption
+        )
+        # The import log's imports share one fetched_at: the bookmark moves once.
+        if lines.count and lines.bookmark != self._last_bookmark:
+            self._last_bookmark = lines.bookmark
+            self._increment_stream_state(lines.bookmark)
             self.state_manager.is_flushed = False
-        self._write_state_message()

@@ -18,14 +18,17 @@ import orjson
 from tap_prism_imports.body_reader import (
     COUNT_FIELDS,
     DATETIME_FIELDS,
+    SPOOL_BLOCK_ROWS,
     InvalidSnapshotError,
+    ResultsSpool,
     read_body,
+    read_document,
 )
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
-    from tap_prism_imports.body_reader import ResultsSpool
+    from tap_prism_imports.body_reader import BodyContents
     from tap_prism_imports.job_refs import JobRef
 
 JOB_STATUSES = ("complete", "processing", "failed")
@@ -116,19 +119,51 @@ def _count(top: dict[str, t.Any], name: str, warnings: list[str]) -> int | None:
     return None
 
 
-def parse_snapshot(body: t.BinaryIO, ref: JobRef, fetched_at: datetime.datetime) -> JobSnapshot:
+def parse_snapshot(
+    body: t.BinaryIO,
+    ref: JobRef,
+    fetched_at: datetime.datetime,
+    source_keys: Sequence[str | None] | None = None,
+) -> JobSnapshot:
     """Read a whole snapshot body; raises ``InvalidSnapshotError`` for unusable bodies.
 
     ijson's own errors (malformed or cut-off JSON) propagate unchanged so the caller
     can tell a body cut in transit from one the API sent broken. Values the schema
     cannot hold are emitted as null or cleaned, each kind with one warning.
+    ``source_keys`` name the rows by position (see ``snapshot_from_document``).
     """
     fetched = format_datetime(fetched_at)
     try:
-        contents = read_body(body, ref, fetched)
+        contents = read_body(body, ref, fetched, source_keys)
     except UnicodeDecodeError as error:
         msg = f"the body is not UTF-8 text: {error}"
         raise InvalidSnapshotError(msg) from error
+    return _snapshot(contents, ref, fetched, source_keys)
+
+
+def snapshot_from_document(
+    document: dict[str, t.Any],
+    ref: JobRef,
+    fetched_at: datetime.datetime,
+    source_keys: Sequence[str | None] | None = None,
+) -> JobSnapshot:
+    """The snapshot a parsed body holds, judged as ``parse_snapshot`` judges its text.
+
+    ``source_keys`` (the import log's ``input_keys``, NUL removed) set each row's
+    ``source_key`` by position, unless their number differs from the rows': then no
+    row gets one, since a position off by one would name the wrong row.
+    """
+    fetched = format_datetime(fetched_at)
+    contents = read_document(document, ref, fetched, source_keys)
+    return _snapshot(contents, ref, fetched, source_keys)
+
+
+def _snapshot(
+    contents: BodyContents,
+    ref: JobRef,
+    fetched: str,
+    source_keys: Sequence[str | None] | None,
+) -> JobSnapshot:
     top, rows, spool = contents.top, contents.rows, contents.rows.spool
     warnings: list[str] = []
     texts = _TextCleaner()
@@ -138,6 +173,12 @@ def parse_snapshot(body: t.BinaryIO, ref: JobRef, fetched_at: datetime.datetime)
         rows.close()
         raise
     snapshot = JobSnapshot(ref=ref, record=record, warnings=warnings)
+    if spool is not None and source_keys is not None and len(source_keys) != spool.count:
+        warnings.append(
+            f"the import log has {len(source_keys)} input_keys for {spool.count} results; "
+            "source_key is left empty for its rows"
+        )
+        spool = without_source_keys(spool)
     if spool is not None and snapshot.is_terminal:
         snapshot.results = spool
     elif spool is not None:
@@ -246,3 +287,34 @@ def iter_result_records(spool: ResultsSpool) -> Iterator[dict[str, t.Any]]:
     """The spooled records as dicts, for the SDK's per-record path."""
     for line in spool.lines():
         yield orjson.loads(line)
+
+
+def without_source_keys(spool: ResultsSpool) -> ResultsSpool:
+    """The same records with every ``source_key`` null (``spool`` is closed)."""
+    return rekeyed(spool, None)
+
+
+def rekeyed(spool: ResultsSpool, keys: Sequence[str | None] | None) -> ResultsSpool:
+    """The same records with ``source_key`` set from ``keys`` by row (``spool`` is closed).
+
+    Block by block, in flat memory; ``keys`` must have one key per record, or be ``None``.
+    """
+    keyed = ResultsSpool()
+    try:
+        lines: list[bytes] = []
+        outcomes: list[str | None] = []
+        for data in spool.lines():
+            result = orjson.loads(data)
+            result["source_key"] = None if keys is None else keys[result["row_index"]]
+            lines.append(orjson.dumps(result, option=orjson.OPT_APPEND_NEWLINE))
+            outcomes.append(result["outcome"])
+            if len(lines) >= SPOOL_BLOCK_ROWS:
+                keyed.append_block(b"".join(lines), len(lines), outcomes)
+                lines, outcomes = [], []
+        keyed.append_block(b"".join(lines), len(lines), outcomes)
+    except BaseException:
+        keyed.close()
+        raise
+    finally:
+        spool.close()
+    return keyed

@@ -12,6 +12,7 @@ import typing as t
 from dataclasses import dataclass
 
 import orjson
+from singer_sdk import metrics
 from singer_sdk import typing as th
 from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.helpers.conform import TypeConformanceLevel
@@ -62,6 +63,8 @@ class StreamLink:
     writer: GenericSingerWriter[t.Any, t.Any]
     interruption: Interruption
     current: JobSnapshot | None = None
+    #: This run, the parent writes each job's import_results records itself.
+    rows_written_by_parent: bool = False
 
     def current_job(self, context: Context | None) -> tuple[JobSnapshot, ResultsSpool]:
         """The job whose ``import_results`` the SDK is syncing (named by ``context``)."""
@@ -91,13 +94,15 @@ class LinkedStream(RationedStateStream):
         return self.link.checkpoints
 
 
-class ImportJobsStream(LinkedStream, PrismStream):
+class ImportJobsStream(DirectRecordsStream, LinkedStream, PrismStream):
     """One record per job per run: the last snapshot fetched."""
 
     name = "import_jobs"
     primary_keys = ("team_id", "job_id")
     replication_key = "fetched_at"
     is_sorted = False
+    # Records are built with the schema's types already.
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
     schema = th.PropertiesList(
         th.Property("team_id", th.UUIDType, required=True, description="The job's team."),
@@ -157,7 +162,11 @@ class ImportJobsStream(LinkedStream, PrismStream):
     ) -> Iterable[Context | None]:
         # Only ids go into the context: it is written to logs and sent to targets.
         snapshot = self.link.current
-        if snapshot is not None and snapshot.results is not None:
+        if (
+            snapshot is not None
+            and snapshot.results is not None
+            and not self.link.rows_written_by_parent
+        ):
             yield {"team_id": snapshot.ref.team_id, "job_id": snapshot.ref.job_id}
 
     @override
@@ -165,23 +174,67 @@ class ImportJobsStream(LinkedStream, PrismStream):
         run = self._start_run()
         if run is None:
             return
+        results = self._results_stream
+        self.link.rows_written_by_parent = results.writes_records_directly()
+        direct = self.link.rows_written_by_parent and self._writes_records_directly()
         try:
             for step in run.steps():
                 if step.snapshot is not None:
                     self.link.current = step.snapshot
                     try:
-                        # The SDK syncs import_results, then writes this record, then resumes.
-                        yield dict(step.snapshot.record)
+                        if self.link.rows_written_by_parent:
+                            results.write_job_rows(step.snapshot)
+                        if direct:
+                            # A stop may have cut the rows short: then no job record.
+                            self.link.interruption.check()
+                            self._write_job(step.snapshot.record)
+                        else:
+                            # The SDK syncs import_results (unless written above), then
+                            # writes this record, then resumes here.
+                            yield dict(step.snapshot.record)
                     finally:
                         self.link.current = None
-                # A stop may have cut the job's rows short: it is not confirmed.
-                self.link.interruption.check()
+                if not direct:
+                    # A stop may have cut the job's rows short: it is not confirmed.
+                    self.link.interruption.check()
                 run.confirm(step)
                 self.write_checkpoint()
         except RunInterrupted:
             pass
         finally:
             self._end_run(run)
+
+    @property
+    @override
+    def record_writer(self) -> PrismMessageWriter:
+        return t.cast("PrismMessageWriter", self.link.writer)
+
+    @override
+    def get_record_counter(self, **kwargs: t.Any) -> metrics.Counter:
+        # Kept: job records written directly are counted on the SDK's own counter.
+        self._jobs_counter = super().get_record_counter(**kwargs)
+        return self._jobs_counter
+
+    def _writes_records_directly(self) -> bool:
+        """Whether the job records can skip the SDK's per-record path too."""
+        return (
+            isinstance(self.link.writer, PrismMessageWriter)
+            and self.ABORT_AT_RECORD_COUNT is None
+            and self.has_no_record_changes()
+        )
+
+    def _write_job(self, record: dict[str, t.Any]) -> None:
+        self.write_lines(
+            RecordLines(
+                blocks=[orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)],
+                count=1,
+                time_extracted=record["fetched_at"],
+                bookmark={"fetched_at": record["fetched_at"]},
+                # One line: the job is confirmed right after it, so it must go out whole.
+                interruption=None,
+            )
+        )
+        self._jobs_counter.increment()
 
     @override
     def get_batches(
@@ -284,6 +337,7 @@ class ImportJobsStream(LinkedStream, PrismStream):
     def _end_run(self, run: ImportRun) -> None:
         """The summary, the final STATE; then the exit a signal asked for, or the failures."""
         run.close()
+        self._results_stream.count_rows_written()
         checkpoints = self.link.checkpoints
         checkpoints.unthrottled = True
         if not checkpoints.final_only:
@@ -309,6 +363,7 @@ class ImportResultsStream(DirectRecordsStream, AnnouncedBatchesStream, LinkedStr
     state_partitioning_keys = ()
     # Records are built with the schema's types already.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+    _rows_written = 0
 
     schema = th.PropertiesList(
         th.Property("team_id", th.UUIDType, required=True),
@@ -379,19 +434,28 @@ class ImportResultsStream(DirectRecordsStream, AnnouncedBatchesStream, LinkedStr
         """Whether no stream map, flattening or field selection changes this stream's records."""
         return _unchanged_by_maps_and_selection(self)
 
-    @override
-    def record_lines(self, context: Context | None) -> RecordLines | None:
-        if not self.writes_records_directly():
-            return None
-        snapshot, results = self.link.current_job(context)
-        return RecordLines(
-            blocks=results.blocks(WRITE_BLOCK_BYTES),
-            count=results.count,
-            time_extracted=utc_now(),
-            # Every row of a snapshot shares its fetched_at, the replication key.
-            bookmark={"fetched_at": snapshot.record["fetched_at"]},
-            interruption=self.link.interruption,
+    def write_job_rows(self, snapshot: JobSnapshot) -> None:
+        """The job's records, written for the parent: see ``DirectRecordsStream``."""
+        if snapshot.results is None or not snapshot.results.count:
+            return
+        self.write_lines(
+            RecordLines(
+                blocks=snapshot.results.blocks(WRITE_BLOCK_BYTES),
+                count=snapshot.results.count,
+                time_extracted=snapshot.record["fetched_at"],
+                # Every row of a snapshot shares its fetched_at, the replication key.
+                bookmark={"fetched_at": snapshot.record["fetched_at"]},
+                interruption=self.link.interruption,
+            )
         )
+        self._rows_written += snapshot.results.count
+
+    def count_rows_written(self) -> None:
+        """The run's record count, as the SDK's metrics would give it: one line."""
+        if self._rows_written:
+            with self.get_record_counter() as counter:
+                counter.increment(self._rows_written)
+            self._rows_written = 0
 
 
 def _unchanged_by_maps_and_selection(stream: Stream) -> bool:

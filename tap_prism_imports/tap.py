@@ -18,6 +18,7 @@ from singer_sdk.exceptions import (
 from typing_extensions import override
 
 from tap_prism_imports import __version__, streams
+from tap_prism_imports.batch_files import BatchStorageError
 from tap_prism_imports.messages import PrismMessageWriter
 from tap_prism_imports.run import JobsFailedError
 from tap_prism_imports.sdk_hooks import SignalAwareTap
@@ -26,7 +27,7 @@ from tap_prism_imports.signals import Interruption
 from tap_prism_imports.state import StateCheckpoints, read_state_file, validate_state
 
 # Errors whose message says what went wrong and how to fix it: no traceback unless DEBUG.
-EXPLAINED_ERRORS = (ConfigValidationError, FatalAPIError, JobsFailedError)
+EXPLAINED_ERRORS = (ConfigValidationError, FatalAPIError, JobsFailedError, BatchStorageError)
 
 
 # What the SDK logs as "an unhandled error" that is none: ``--test`` ends its sample

@@ -24,8 +24,9 @@ from test_warehouse_safe_values import ChunkedBody, result_elements, snapshot_bo
 
 from tap_prism_imports import body_reader
 from tap_prism_imports.body_reader import ROW_CUT_BYTES, InvalidSnapshotError
+from tap_prism_imports.import_log.lines import ImportLogLineError, parse_log_line
 from tap_prism_imports.job_refs import JobRef
-from tap_prism_imports.snapshots import parse_snapshot
+from tap_prism_imports.snapshots import parse_snapshot, snapshot_from_document
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -196,3 +197,49 @@ def test_an_ordinary_body_reaches_the_event_parser_only_for_its_top_level_fields
     assert fast[0] == "read"
     assert len(fast[1][1]) == 5_000
     assert events < 30
+
+
+def _as_logged(body: bytes) -> dict[str, t.Any] | None:
+    """The body as the import log's reader gets it: a line's parsed ``response``."""
+    line = (
+        b'{"v":1,"team_id":"' + REF.team_id.encode() + b'","object_type":"contact",'
+        b'"submitted_at":"2026-11-20T10:00:00Z","http_status":200,"response":' + body + b"}\n"
+    )
+    try:
+        return parse_log_line(line).response
+    except ImportLogLineError:
+        return None
+
+
+def _read_document(document: dict[str, t.Any]) -> Reading:
+    try:
+        snapshot = snapshot_from_document(document, REF, FETCHED)
+    except InvalidSnapshotError as error:
+        return ("unusable", str(error))
+    lines = [] if snapshot.results is None else list(snapshot.results.lines())
+    snapshot.close()
+    return ("read", (snapshot.record, lines, snapshot.warnings))
+
+
+def _comparable(reading: Reading) -> Reading:
+    """Records, rows and the kinds of warnings: a surrogate replaced in the log's line
+    is noted by the line's reader, and a number's text may differ once parsed."""
+    kind, value = reading
+    if kind != "read":
+        return reading
+    record, lines, warnings = value
+    kinds = sorted(w.split(" ", 1)[0] for w in warnings if "surrogate" not in w)
+    return (kind, (record, lines, kinds))
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=snapshot_bodies())
+def test_a_parsed_body_reads_as_its_text_does(body: bytes) -> None:
+    """The import log's responses are judged by the same rules as the API's bodies."""
+    document = _as_logged(body)
+    if document is None:
+        return
+    from_text = _read(body, None)
+    if from_text[0] == "not JSON":
+        return
+    assert _comparable(_read_document(document)) == _comparable(from_text)

@@ -21,18 +21,15 @@ rotated or copied file is the same import.
 from __future__ import annotations
 
 import hashlib
-import io
 import typing as t
 from dataclasses import dataclass
 
-import ijson
-
 from prism_import_log.format import format_submitted_at
 from tap_prism_imports.body_reader import InvalidSnapshotError, ResultsSpool
-from tap_prism_imports.import_log.keys import InputKeysLocation, attach_source_keys
-from tap_prism_imports.import_log.lines import async_job_ref, canonical, strip_nul
+from tap_prism_imports.import_log.keys import InputKeysLocation
+from tap_prism_imports.import_log.lines import async_job_ref, canonical, strip_nul, strip_nul_all
 from tap_prism_imports.job_refs import JobRef
-from tap_prism_imports.snapshots import format_datetime, parse_snapshot
+from tap_prism_imports.snapshots import format_datetime, snapshot_from_document
 
 if t.TYPE_CHECKING:
     import datetime
@@ -159,20 +156,17 @@ def import_item(
         _warn_nul(warnings, job_id, where, nul)
         return LoggedImport(job_id, "rejected", {**record, **columns}, None, warnings, where, claim)
     ref = JobRef(line.team_id, job_id)
+    keys, key_nul = (None, 0) if line.input_keys is None else strip_nul_all(line.input_keys)
     try:
-        snapshot = parse_snapshot(io.BytesIO(canonical(line.response)), ref, now)
-    except (InvalidSnapshotError, ijson.JSONError) as error:
+        snapshot = snapshot_from_document(line.response, ref, now, keys)
+    except InvalidSnapshotError as error:
         why = f"the POST answered 200 but its body is no import snapshot: {error}"
         warnings.append(f"import {job_id} ({where}): {why}; loaded as failed ({UNUSABLE})")
         record = _failed_record(line, job_id, now, UNUSABLE, why)
         return LoggedImport(job_id, "sync", {**record, **columns}, None, warnings, where, claim)
     warnings += [f"import {job_id} ({where}): {warning}" for warning in snapshot.warnings]
     results = snapshot.results
-    if results is not None:
-        results, key_warnings = attach_source_keys(
-            results, line.input_keys, import_name=f"import {job_id} ({where})"
-        )
-        warnings += key_warnings
+    nul += key_nul
     _warn_nul(warnings, job_id, where, nul)
     keyed = line.idempotency_key is not None
     record = {**snapshot.record, **columns}
@@ -193,7 +187,7 @@ def _warn_nul(warnings: list[str], job_id: str, where: str, removed: int) -> Non
     if removed:
         warnings.append(
             f"import {job_id} ({where}): {removed} NUL characters removed from its "
-            "object_type and error text (warehouses cannot store them)"
+            "object_type, error text and input_keys (warehouses cannot store them)"
         )
 
 

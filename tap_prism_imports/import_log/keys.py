@@ -9,9 +9,6 @@ from __future__ import annotations
 import typing as t
 from dataclasses import dataclass
 
-import orjson
-
-from tap_prism_imports.body_reader import ResultsSpool
 from tap_prism_imports.import_log.files import open_filesystem
 from tap_prism_imports.import_log.lines import (
     ImportLogLineError,
@@ -19,10 +16,12 @@ from tap_prism_imports.import_log.lines import (
     parse_log_line,
     strip_nul_all,
 )
+from tap_prism_imports.snapshots import rekeyed
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from tap_prism_imports.body_reader import ResultsSpool
     from tap_prism_imports.job_refs import JobRef
 
 
@@ -65,21 +64,7 @@ def attach_source_keys(
                 f"{import_name}: {removed} NUL characters removed from its input_keys "
                 "(warehouses cannot store them)"
             )
-    keyed = ResultsSpool()
-    try:
-        lines, outcomes = [], []
-        for data in spool.lines():
-            result = orjson.loads(data)
-            result["source_key"] = None if keys is None else keys[result["row_index"]]
-            lines.append(orjson.dumps(result, option=orjson.OPT_APPEND_NEWLINE))
-            outcomes.append(result["outcome"])
-        keyed.append_block(b"".join(lines), len(lines), outcomes)
-    except BaseException:
-        keyed.close()
-        raise
-    finally:
-        spool.close()
-    return keyed, warnings
+    return rekeyed(spool, keys), warnings
 
 
 @dataclass

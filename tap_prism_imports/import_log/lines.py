@@ -6,6 +6,7 @@ for 64 bits), then checked against the format's one definition."""
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import json
 import re
 
@@ -21,6 +22,10 @@ _SURROGATE_ESCAPE = re.compile(
     rb"|(?P<lone>\\u[dD][89a-fA-F][0-9a-fA-F]{2}))"
 )
 _REPLACEMENT_ESCAPE = b"\\ufffd"
+# Nineteen digits in a row may be an integer past 64 bits (2**63 has 19): found by
+# mapping every digit to 0 and searching for a run of zeros, both in C.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_DIGITS = b"0" * 19
 
 
 class ImportLogLineError(ValueError):
@@ -30,10 +35,14 @@ class ImportLogLineError(ValueError):
 def parse_log_line(data: bytes) -> LogLine:
     """The line ``data`` holds; what was repaired to read it is among its notes."""
     notes: list[str] = []
-    try:
-        document = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        document = _parse_repaired(data, notes)
+    if _NINETEEN_DIGITS in data.translate(_DIGITS_AS_ZERO):
+        # orjson reads an integer past 64 bits as a float, losing digits.
+        document = _parse_repaired(data, notes, exact=True)
+    else:
+        try:
+            document = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            document = _parse_repaired(data, notes, exact=False)
     try:
         line = LogLine.from_document(document)
     except LogLineError as error:
@@ -43,7 +52,7 @@ def parse_log_line(data: bytes) -> LogLine:
     return line
 
 
-def _parse_repaired(data: bytes, notes: list[str]) -> object:
+def _parse_repaired(data: bytes, notes: list[str], *, exact: bool) -> object:
     text = data.decode("utf-8", errors="replace")
     if (bad := text.count("\ufffd") - data.count("\ufffd".encode())) > 0:
         notes.append(f"{bad} bytes that are not UTF-8 replaced with U+FFFD")
@@ -60,13 +69,15 @@ def _parse_repaired(data: bytes, notes: list[str]) -> object:
     data = _SURROGATE_ESCAPE.sub(replace, data)
     if replaced:
         notes.append(f"{replaced} unpaired UTF-16 surrogate escapes replaced with U+FFFD")
+    if not exact:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
     try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        # Python's reader takes what orjson refuses and JSON allows: integers past 64 bits.
-        return json.loads(data)
+        # Python's reader keeps integers past 64 bits exact, and takes numbers orjson
+        # refuses (1e400): each number as written, as the API's bodies are read.
+        return json.loads(data, parse_float=decimal.Decimal)
     except (ValueError, RecursionError) as error:
         msg = f"not JSON ({error})"
         raise ImportLogLineError(msg) from error
@@ -77,8 +88,10 @@ def canonical(value: object) -> bytes:
     try:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     except TypeError:
-        # An integer past 64 bits (only Python's reader makes those).
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        # An integer past 64 bits, or a Decimal: only Python's reader makes those.
+        text = json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+        )
         return text.encode("utf-8")
 
 

@@ -42,6 +42,8 @@ STATE_FORMAT_VERSION = 2
 # The API replays an Idempotency-Key's first response for 24 hours; an hour more
 # covers a replay logged late.
 REPLAY_WINDOW = datetime.timedelta(hours=25)
+# How the Python, Node and jq writers put a 202: a cheap test for the probe's scan.
+_ASYNC_STATUSES = (b'"http_status":202', b'"http_status": 202')
 
 Item = imports.LoggedImport | imports.LoggedJobRef
 
@@ -99,8 +101,11 @@ class ImportLogReader:
                     while (data := file.readline()).endswith(b"\n"):
                         if self.interruption is not None:
                             self.interruption.check()
-                        # A cheap test first: most lines are no async answer.
-                        if b"202" in data and (ref := _follow(data)) is not None:
+                        # A cheap test first: most lines are no async answer. A writer that
+                        # spaces its JSON otherwise is still read in full by ``items``.
+                        if any(status in data for status in _ASYNC_STATUSES) and (
+                            ref := _follow(data)
+                        ):
                             yield ref
             except OSError:
                 continue

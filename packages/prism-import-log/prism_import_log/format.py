@@ -194,7 +194,7 @@ def _input_keys(value: object, notes: list[str]) -> list[str | None] | None:
         if key is None or isinstance(key, str):
             keys.append(key)
         else:
-            keys.append(json.dumps(key, ensure_ascii=False, separators=(",", ":")))
+            keys.append(json.dumps(key, ensure_ascii=False, separators=(",", ":"), default=str))
             converted += 1
     if converted:
         notes.append(f"{converted} input_keys were not strings: each is taken as its JSON text")
