@@ -70,8 +70,8 @@ def write_sync_log(path: Path, lines: int, *, keyed: bool = False) -> None:
     with path.open("w", encoding="utf-8") as file:
         for n in range(lines):
             moment = NOW - datetime.timedelta(seconds=lines - n)
-            key = {"idempotency_key": f"batch-{n}"} if keyed else {}
-            file.write(log_line(submitted_at=moment, input_keys=[f"crm-{n}"], **key))
+            key = f"batch-{n}" if keyed else None
+            file.write(log_line(submitted_at=moment, input_keys=[f"crm-{n}"], idempotency_key=key))
 
 
 def config(log: Path | str, **settings: t.Any) -> dict[str, t.Any]:
@@ -290,13 +290,14 @@ def test_a_read_only_or_full_batch_root_is_one_line_naming_the_setting(
     job = sandbox.add_job(rows=500)
     read_only = tmp_path / "batches"
     read_only.mkdir(mode=0o555)
-    settings = {
+    storage = {"root": f"file://{read_only}", "prefix": "p-"}
+    settings: dict[str, t.Any] = {
         "api_key": sandbox.api_key,
         "api_url": sandbox.base_url,
         "job_ids": [sandbox.ref(job)],
         "batch_config": {
             "encoding": {"format": "jsonl", "compression": "none"},
-            "storage": {"root": f"file://{read_only}", "prefix": "p-"},
+            "storage": storage,
         },
     }
     result = run_restricted(tmp_path, settings)
@@ -308,7 +309,7 @@ def test_a_read_only_or_full_batch_root_is_one_line_naming_the_setting(
     assert "Traceback" not in result.stderr
 
     # A full disk: a file size limit makes every write past 4 KiB fail alike.
-    settings["batch_config"]["storage"]["root"] = f"file://{tmp_path / 'full'}"
+    storage["root"] = f"file://{tmp_path / 'full'}"
 
     def small_files() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
