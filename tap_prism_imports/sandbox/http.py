@@ -19,8 +19,6 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from typing_extensions import override
-
 from tap_prism_imports.sandbox import faults as fault_kinds
 from tap_prism_imports.sandbox.control import answer_control
 from tap_prism_imports.sandbox.jobs import format_time
@@ -61,7 +59,6 @@ class SandboxHTTPServer(ThreadingHTTPServer):
             self._connections.discard(request)
         super().shutdown_request(request)
 
-    @override
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that timed out or hung up is the client's business, not a server error.
         if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):

@@ -15,8 +15,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from typing_extensions import Self
-
 from tap_prism_imports.sandbox import faults as fault_kinds
 from tap_prism_imports.sandbox.api import Api
 from tap_prism_imports.sandbox.defaults import (
@@ -44,6 +42,10 @@ from tap_prism_imports.sandbox.jobs import (
 from tap_prism_imports.sandbox.limits import RateLimiter
 
 if TYPE_CHECKING:
+    # Only for the type checker: at run time the sandbox needs nothing but the standard
+    # library, and typing.Self is not in Python 3.10.
+    from typing_extensions import Self
+
     from tap_prism_imports.sandbox.response import ApiResponse
 
 
