@@ -13,15 +13,15 @@ import urllib.parse
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from tap_prism_imports.sandbox.faults import Fault
-from tap_prism_imports.sandbox.jobs import format_time
-from tap_prism_imports.sandbox.response import ApiResponse
-from tap_prism_imports.sandbox.seed import seed_demo
+from prism_sandbox.faults import Fault
+from prism_sandbox.jobs import format_time
+from prism_sandbox.response import ApiResponse
+from prism_sandbox.seed import seed_demo
 
 if TYPE_CHECKING:
     from collections.abc import Collection
 
-    from tap_prism_imports.sandbox.server import Sandbox
+    from prism_sandbox.server import Sandbox
 
 
 def answer_control(  # noqa: PLR0911, PLR0912

@@ -19,16 +19,16 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from tap_prism_imports.sandbox import faults as fault_kinds
-from tap_prism_imports.sandbox.control import answer_control
-from tap_prism_imports.sandbox.jobs import format_time
-from tap_prism_imports.sandbox.response import ApiResponse
+from prism_sandbox import faults as fault_kinds
+from prism_sandbox.control import answer_control
+from prism_sandbox.jobs import format_time
+from prism_sandbox.response import ApiResponse
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-    from tap_prism_imports.sandbox.faults import Fault
-    from tap_prism_imports.sandbox.server import Sandbox
+    from prism_sandbox.faults import Fault
+    from prism_sandbox.server import Sandbox
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 

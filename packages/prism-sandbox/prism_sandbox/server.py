@@ -15,9 +15,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from tap_prism_imports.sandbox import faults as fault_kinds
-from tap_prism_imports.sandbox.api import Api
-from tap_prism_imports.sandbox.defaults import (
+from prism_sandbox import faults as fault_kinds
+from prism_sandbox.api import Api
+from prism_sandbox.defaults import (
     BURST,
     DEMO_API_KEY,
     DEMO_TEAM_ID,
@@ -26,10 +26,10 @@ from tap_prism_imports.sandbox.defaults import (
     ROWS_PER_SECOND,
     SYNC_THRESHOLD,
 )
-from tap_prism_imports.sandbox.faults import Fault, FaultInjector
-from tap_prism_imports.sandbox.http import SandboxHTTPServer
-from tap_prism_imports.sandbox.imports import Importer
-from tap_prism_imports.sandbox.jobs import (
+from prism_sandbox.faults import Fault, FaultInjector
+from prism_sandbox.http import SandboxHTTPServer
+from prism_sandbox.imports import Importer
+from prism_sandbox.jobs import (
     DEFAULT_JOB_ERROR,
     JOB_PATH,
     Clock,
@@ -39,14 +39,14 @@ from tap_prism_imports.sandbox.jobs import (
     SyntheticResults,
     to_timestamp,
 )
-from tap_prism_imports.sandbox.limits import RateLimiter
+from prism_sandbox.limits import RateLimiter
 
 if TYPE_CHECKING:
     # Only for the type checker: at run time the sandbox needs nothing but the standard
     # library, and typing.Self is not in Python 3.10.
     from typing_extensions import Self
 
-    from tap_prism_imports.sandbox.response import ApiResponse
+    from prism_sandbox.response import ApiResponse
 
 
 class Sandbox:
@@ -237,7 +237,7 @@ class Sandbox:
         value: Any = fault_kinds.NOT_GIVEN,
         fields: Sequence[str] = ("status", "total"),
     ) -> Fault:
-        """Add a fault (see ``tap_prism_imports.sandbox.faults`` for the kinds).
+        """Add a fault (see ``prism_sandbox.faults`` for the kinds).
 
         ``count=N`` applies it to the next N matching API requests only; ``job_id`` limits
         it to requests for that job. Returns the ``Fault`` (its ``fired`` counts hits).

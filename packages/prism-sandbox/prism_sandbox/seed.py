@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from tap_prism_imports.sandbox.server import Sandbox
+    from prism_sandbox.server import Sandbox
 
 HOUR = 3600.0
 DAY = 24 * HOUR
