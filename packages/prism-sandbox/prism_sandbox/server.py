@@ -4,6 +4,10 @@
 the state (keys, teams, jobs, clock, faults, request log) and serves it over HTTP. The work
 is done by its parts: ``imports`` (POST), ``api`` (routing, auth, rate limit, GET),
 ``control`` (``/_sandbox/...``) and ``http`` (the transport). Use it as a context manager.
+
+The parts that call back into the sandbox know it only as the protocol each declares
+(``http.Application``, ``control.Controllable``, ``seed.Seedable``): none imports this
+module, so the imports run one way, from here down.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from prism_sandbox import faults as fault_kinds
 from prism_sandbox.api import Api
+from prism_sandbox.control import answer_control
 from prism_sandbox.defaults import (
     BURST,
     DEMO_API_KEY,
@@ -451,3 +456,7 @@ class Sandbox:
     ) -> tuple[ApiResponse, float, Fault | None, str | None]:
         """Answer one API request: ``(response, latency, transport fault, fault kind)``."""
         return self._api.handle(method, path, headers, body)
+
+    def handle_control(self, method: str, path: str, body: bytes) -> ApiResponse:
+        """Answer one ``/_sandbox/...`` control request (the transport checks it is local)."""
+        return answer_control(self, method, path, body)
