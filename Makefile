@@ -24,16 +24,20 @@ help:
 	@echo "make test   - ruff, mypy and pytest (includes real Meltano + PostgreSQL runs)"
 	@echo "make clean  - remove .venv, .venv-meltano, .meltano, .demo and output"
 
-# The project's dev environment: the tap, the sandbox, and the test and lint tools.
+# The project's dev environment: the tap, the distributions of packages/ (the import log
+# writer and the sandbox), editable, and the test and lint tools.
 # pip >= 25.1 understands `--group` ([dependency-groups] in pyproject.toml). The tap
 # brings the import log writer (packages/prism-import-log) from its folder; it is then
 # made editable on its own, since pip refuses one project asked for both ways at once.
+# The sandbox, too, goes in after the tap: in a .venv made before it had a distribution
+# of its own, the tap's reinstall removes the prism-sandbox command, which was the tap's.
 IMPORT_LOG := packages/prism-import-log
-$(VENV)/.installed: pyproject.toml $(IMPORT_LOG)/pyproject.toml
+SANDBOX := packages/prism-sandbox
+$(VENV)/.installed: pyproject.toml $(IMPORT_LOG)/pyproject.toml $(SANDBOX)/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade "pip>=25.1"
 	$(VENV)/bin/python -m pip install --quiet -e . --group dev
-	$(VENV)/bin/python -m pip install --quiet --no-deps -e $(IMPORT_LOG)
+	$(VENV)/bin/python -m pip install --quiet --no-deps -e $(IMPORT_LOG) -e $(SANDBOX)
 	touch $@
 
 # Meltano in its own environment, apart from the project's.
@@ -81,7 +85,8 @@ demo: $(VENV)/.installed .meltano/.plugins-installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check
 	$(VENV)/bin/ruff format --check
-	$(VENV)/bin/mypy tap_prism_imports $(IMPORT_LOG)/prism_import_log tests benchmarks scripts
+	$(VENV)/bin/mypy tap_prism_imports $(IMPORT_LOG)/prism_import_log $(SANDBOX)/prism_sandbox \
+		tests benchmarks scripts
 
 # PIPELINE_TESTS=required: the end-to-end tests fail, instead of skipping, when
 # Meltano, its plugins or the PostgreSQL server binaries are missing.

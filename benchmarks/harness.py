@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox
+from prism_sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
-from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox
+from prism_sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox
 from tap_prism_imports.tap import TapPrismImports
 
 if t.TYPE_CHECKING:

@@ -31,7 +31,7 @@ from harness import (
 if t.TYPE_CHECKING:
     from pathlib import Path
 
-    from tap_prism_imports.sandbox import Sandbox
+    from prism_sandbox import Sandbox
 
 START_KEYS = ("tap-start", "plain-start", "lower-start")
 

@@ -37,7 +37,7 @@ from typing import Any
 import requests
 
 from prism_import_log import ImportLog
-from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID
+from prism_sandbox import DEMO_API_KEY, DEMO_TEAM_ID
 
 CLOCK_ADVANCE_SECONDS = 5
 TIMEOUT_SECONDS = 60

@@ -6,7 +6,7 @@ import typing as t
 
 import requests
 
-from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID
+from prism_sandbox import DEMO_API_KEY, DEMO_TEAM_ID
 
 
 def api_request(

@@ -8,7 +8,7 @@ import pytest
 from pipeline_helpers import Postgres, postgres_server, require_plugin
 from tap_runner import new_sandbox
 
-from tap_prism_imports.sandbox import Sandbox
+from prism_sandbox import Sandbox
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
-from tap_prism_imports.sandbox import DEMO_API_KEY
+from prism_sandbox import DEMO_API_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
-    from tap_prism_imports.sandbox import Sandbox
+    from prism_sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 MELTANO = Path(os.environ.get("MELTANO_BIN", str(ROOT / ".venv-meltano" / "bin" / "meltano")))

@@ -12,7 +12,7 @@ import sys
 import typing as t
 from dataclasses import dataclass, field
 
-from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox
+from prism_sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox
 from tap_prism_imports.tap import TapPrismImports
 
 if t.TYPE_CHECKING:

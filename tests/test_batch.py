@@ -16,7 +16,7 @@ if t.TYPE_CHECKING:
 
     import pytest
 
-    from tap_prism_imports.sandbox import Sandbox
+    from prism_sandbox import Sandbox
 
 VOLATILE = re.compile(r'"fetched_at":"[^"]*"')
 

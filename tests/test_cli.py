@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tap_runner import run_cli, singer_messages
 
-from tap_prism_imports.sandbox import DEMO_TEAM_ID, Sandbox
+from prism_sandbox import DEMO_TEAM_ID, Sandbox
 
 README = Path(__file__).parent.parent / "README.md"
 SECRET = "sk-live-3f9a27c1d0b84e55a1c2e9f7b6d3a8c4"

@@ -30,7 +30,7 @@ from pipeline_helpers import (
 if t.TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tap_prism_imports.sandbox import Sandbox
+    from prism_sandbox import Sandbox
 
 pytestmark = pytest.mark.pipeline
 

@@ -17,7 +17,7 @@ from tap_runner import cli_command, cli_env, run_cli
 if t.TYPE_CHECKING:
     from pathlib import Path
 
-    from tap_prism_imports.sandbox import Sandbox
+    from prism_sandbox import Sandbox
 
 TEAM = "1f0c6a52-8a3e-4d5f-9b1c-2d3e4f5a6b7c"
 BIG_JOB_ROWS = 200_000

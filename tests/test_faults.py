@@ -20,7 +20,7 @@ from tap_prism_imports.snapshots import parse_datetime
 from tap_prism_imports.tap import TapPrismImports
 
 if t.TYPE_CHECKING:
-    from tap_prism_imports.sandbox import Sandbox
+    from prism_sandbox import Sandbox
 
 
 @pytest.fixture(autouse=True)

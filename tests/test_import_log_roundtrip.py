@@ -17,7 +17,7 @@ from tap_prism_imports.snapshots import iter_result_records, parse_snapshot, utc
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tap_prism_imports.sandbox import Sandbox
+    from prism_sandbox import Sandbox
 
 micro_so = pytest.importorskip("micro_so")
 

@@ -11,8 +11,8 @@ import orjson
 import pytest
 import requests
 
+from prism_sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox
 from tap_prism_imports.import_log import ImportLog
-from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox, seed_demo
+from prism_sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox, seed_demo
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

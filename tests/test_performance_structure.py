@@ -30,7 +30,7 @@ from tap_prism_imports.tap import TapPrismImports
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from tap_prism_imports.sandbox import Sandbox
+    from prism_sandbox import Sandbox
     from tap_prism_imports.streams import ImportJobsStream, ImportResultsStream
 
 TEAM_ID = "0b5e55ed-0000-4000-8000-0000000000aa"

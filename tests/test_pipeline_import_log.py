@@ -25,7 +25,7 @@ from tap_prism_imports.import_log import ImportLog
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tap_prism_imports.sandbox import Sandbox
+    from prism_sandbox import Sandbox
 
 pytestmark = pytest.mark.pipeline
 

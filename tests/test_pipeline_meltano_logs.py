@@ -12,7 +12,7 @@ from pipeline_helpers import Meltano, job_refs_file, require_plugin
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tap_prism_imports.sandbox import Sandbox
+    from prism_sandbox import Sandbox
 
 pytestmark = pytest.mark.pipeline
 

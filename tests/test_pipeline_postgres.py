@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from pipeline_helpers import Meltano, Postgres, job_refs_file
 
-from tap_prism_imports.sandbox import seed_demo
+from prism_sandbox import seed_demo
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tap_prism_imports.sandbox import Sandbox
+    from prism_sandbox import Sandbox
 
 pytestmark = pytest.mark.pipeline
 
@@ -203,7 +203,7 @@ def requested_jobs(sandbox: Sandbox) -> Counter[str]:
 
 @dataclass(frozen=True)
 class DemoJobs:
-    """The seeded demo jobs, by role (see tap_prism_imports/sandbox/seed.py)."""
+    """The seeded demo jobs, by role (see packages/prism-sandbox/prism_sandbox/seed.py)."""
 
     complete: tuple[str, ...]
     processing: str

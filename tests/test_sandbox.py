@@ -12,7 +12,7 @@ import pytest
 import requests
 from api_requests import api_request, job_path
 
-from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox
+from prism_sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -11,7 +11,7 @@ import pytest
 import requests
 from api_requests import api_request, job_path
 
-from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Fault, Sandbox
+from prism_sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Fault, Sandbox
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from api_requests import api_request, ref_path
 
-from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox, seed_demo
-from tap_prism_imports.sandbox.cli import _auth, build_parser
+from prism_sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox, seed_demo
+from prism_sandbox.cli import _auth, build_parser
 
 HEADERS = {"x-api-key": DEMO_API_KEY}
 
@@ -160,7 +160,7 @@ def _command() -> list[str]:
     script = shutil.which("prism-sandbox") or str(Path(sys.executable).with_name("prism-sandbox"))
     if Path(script).exists():
         return [script]
-    return [sys.executable, "-m", "tap_prism_imports.sandbox"]
+    return [sys.executable, "-m", "prism_sandbox"]
 
 
 def _wait_for(path: Path, process: subprocess.Popen[str]) -> str:
@@ -241,7 +241,7 @@ def test_command_exits_cleanly_on_sigint(tmp_path: Path) -> None:
 
 
 def test_fault_flags() -> None:
-    from tap_prism_imports.sandbox.cli import _faults  # noqa: PLC0415
+    from prism_sandbox.cli import _faults  # noqa: PLC0415
 
     args = build_parser().parse_args(
         [

@@ -26,7 +26,7 @@ from tap_prism_imports.state import (
 )
 
 if t.TYPE_CHECKING:
-    from tap_prism_imports.sandbox import Sandbox
+    from prism_sandbox import Sandbox
 
 TEAM = "1f0c6a52-8a3e-4d5f-9b1c-2d3e4f5a6b7c"
 REF = JobRef(TEAM, "job_1")

@@ -8,7 +8,7 @@ import pytest
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 from tap_runner import new_sandbox
 
-from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID
+from prism_sandbox import DEMO_API_KEY, DEMO_TEAM_ID
 from tap_prism_imports.tap import TapPrismImports
 
 if t.TYPE_CHECKING:

@@ -14,7 +14,7 @@ from tap_prism_imports.run import JobsFailedError
 from tap_prism_imports.snapshots import parse_datetime
 
 if t.TYPE_CHECKING:
-    from tap_prism_imports.sandbox import Sandbox
+    from prism_sandbox import Sandbox
 
 
 def test_first_run_emits_each_job_once_and_every_result_row(sandbox: Sandbox) -> None:

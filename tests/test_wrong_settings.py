@@ -15,14 +15,14 @@ import pytest
 from stub_api import Route, StubApi, http_response
 from tap_runner import run_cli, singer_messages
 
-from tap_prism_imports.sandbox import DEMO_TEAM_ID
+from prism_sandbox import DEMO_TEAM_ID
 
 if t.TYPE_CHECKING:
     import subprocess
     from collections.abc import Callable
     from pathlib import Path
 
-    from tap_prism_imports.sandbox import Sandbox
+    from prism_sandbox import Sandbox
 
 OTHER_TEAM = "0f0f0f0f-0000-4000-8000-000000000002"
 

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tap_prism_imports.sandbox.jobs import (
+from prism_sandbox.jobs import (
     JOB_PATH,
     Job,
     RawJSON,
@@ -23,11 +23,11 @@ from tap_prism_imports.sandbox.jobs import (
     format_time,
     render_object,
 )
-from tap_prism_imports.sandbox.records import OBJECT_TYPES, RecordIndex
-from tap_prism_imports.sandbox.response import ApiResponse
+from prism_sandbox.records import OBJECT_TYPES, RecordIndex
+from prism_sandbox.response import ApiResponse
 
 if TYPE_CHECKING:
-    from tap_prism_imports.sandbox.jobs import Clock, Fields, JobStore, JSONDict
+    from prism_sandbox.jobs import Clock, Fields, JobStore, JSONDict
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 MAX_IDEMPOTENCY_KEY_LENGTH = 255

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tap_prism_imports.sandbox import faults as fault_kinds
-from tap_prism_imports.sandbox.defaults import (
+from prism_sandbox import faults as fault_kinds
+from prism_sandbox.defaults import (
     BURST,
     COMMAND_PORT,
     DEMO_API_KEY,
@@ -22,9 +22,9 @@ from tap_prism_imports.sandbox.defaults import (
     ROWS_PER_SECOND,
     SYNC_THRESHOLD,
 )
-from tap_prism_imports.sandbox.faults import Fault
-from tap_prism_imports.sandbox.seed import seed_demo, write_refs_file
-from tap_prism_imports.sandbox.server import Sandbox
+from prism_sandbox.faults import Fault
+from prism_sandbox.seed import seed_demo, write_refs_file
+from prism_sandbox.server import Sandbox
 
 if TYPE_CHECKING:
     from types import FrameType

@@ -6,10 +6,10 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tap_prism_imports.sandbox.jobs import dumps
+from prism_sandbox.jobs import dumps
 
 if TYPE_CHECKING:
-    from tap_prism_imports.sandbox.jobs import Fields
+    from prism_sandbox.jobs import Fields
 
 
 @dataclass

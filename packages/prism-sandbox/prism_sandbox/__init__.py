@@ -2,7 +2,7 @@
 
 Example::
 
-    from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox, seed_demo
+    from prism_sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox, seed_demo
 
     with Sandbox(rate_limit=None) as sandbox:
         job_id = sandbox.add_job(DEMO_TEAM_ID, rows=1_000)
@@ -11,13 +11,15 @@ Example::
         # with header x-api-key: DEMO_API_KEY
 """
 
-from tap_prism_imports.sandbox.defaults import DEMO_API_KEY, DEMO_TEAM_ID
-from tap_prism_imports.sandbox.faults import FAULT_KINDS, Fault
-from tap_prism_imports.sandbox.jobs import RETENTION_SECONDS
-from tap_prism_imports.sandbox.records import OBJECT_TYPES, REQUIRED_PROPERTIES
-from tap_prism_imports.sandbox.response import ApiResponse
-from tap_prism_imports.sandbox.seed import seed_demo, write_refs_file
-from tap_prism_imports.sandbox.server import Sandbox
+from prism_sandbox.defaults import DEMO_API_KEY, DEMO_TEAM_ID
+from prism_sandbox.faults import FAULT_KINDS, Fault
+from prism_sandbox.jobs import RETENTION_SECONDS
+from prism_sandbox.records import OBJECT_TYPES, REQUIRED_PROPERTIES
+from prism_sandbox.response import ApiResponse
+from prism_sandbox.seed import seed_demo, write_refs_file
+from prism_sandbox.server import Sandbox
+
+__version__ = "0.1.0"
 
 __all__ = [
     "DEMO_API_KEY",

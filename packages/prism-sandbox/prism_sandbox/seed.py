@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from datetime import datetime
 
-    from tap_prism_imports.sandbox.server import Sandbox
+    from prism_sandbox.jobs import Clock, Job, JSONDict
+    from prism_sandbox.response import ApiResponse
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -39,6 +41,34 @@ FAILED_ERROR = {
 }
 
 Row = dict[str, Any]
+
+
+class Seedable(Protocol):
+    """What seeding needs of a sandbox (``Sandbox`` has it): teams, the clock and jobs."""
+
+    clock: Clock
+
+    def resolve_team(self, team_id: str | None) -> str: ...
+
+    def job_ids(self) -> list[str]: ...
+
+    def job(self, job_id: str) -> Job: ...
+
+    def import_job(
+        self,
+        team_id: str,
+        object_type: str,
+        objects: list[JSONDict],
+        options: JSONDict | None,
+        *,
+        created_at: float,
+        job_id: str,
+        rows_per_second: float | None,
+    ) -> ApiResponse: ...
+
+    def fail_job(
+        self, job_id: str, code: str = ..., message: str = ..., *, at: datetime | float | None = ...
+    ) -> None: ...
 
 
 def demo_job_id(team_id: str, name: str) -> str:
@@ -99,7 +129,7 @@ def _deals(start: int, count: int) -> list[Row]:
     return rows
 
 
-def seed_demo(sandbox: Sandbox, team_id: str | None = None) -> list[str]:
+def seed_demo(sandbox: Seedable, team_id: str | None = None) -> list[str]:
     """Create the demo jobs in ``sandbox`` for ``team_id``; return refs ``TEAM_ID/JOB_ID``.
 
     ``team_id`` defaults to the sandbox's first team. Order of the refs: contacts,

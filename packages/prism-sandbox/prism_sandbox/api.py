@@ -11,17 +11,17 @@ import json
 import urllib.parse
 from typing import TYPE_CHECKING
 
-from tap_prism_imports.sandbox import faults as fault_kinds
-from tap_prism_imports.sandbox.jobs import render_object
-from tap_prism_imports.sandbox.response import ApiResponse
+from prism_sandbox import faults as fault_kinds
+from prism_sandbox.jobs import render_object
+from prism_sandbox.response import ApiResponse
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from tap_prism_imports.sandbox.faults import Fault, FaultInjector
-    from tap_prism_imports.sandbox.imports import Importer
-    from tap_prism_imports.sandbox.jobs import Clock, JobStore
-    from tap_prism_imports.sandbox.limits import RateLimiter
+    from prism_sandbox.faults import Fault, FaultInjector
+    from prism_sandbox.imports import Importer
+    from prism_sandbox.jobs import Clock, JobStore
+    from prism_sandbox.limits import RateLimiter
 
 
 class Api:

@@ -38,7 +38,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tap_prism_imports.sandbox.jobs import JSONDict
+    from prism_sandbox.jobs import JSONDict
 
 OBJECT_TYPES: frozenset[str] = frozenset(
     {"action", "contact", "deal", "document", "engagement", "identity", "organization"}

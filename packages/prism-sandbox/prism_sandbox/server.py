@@ -4,6 +4,10 @@
 the state (keys, teams, jobs, clock, faults, request log) and serves it over HTTP. The work
 is done by its parts: ``imports`` (POST), ``api`` (routing, auth, rate limit, GET),
 ``control`` (``/_sandbox/...``) and ``http`` (the transport). Use it as a context manager.
+
+The parts that call back into the sandbox know it only as the protocol each declares
+(``http.Application``, ``control.Controllable``, ``seed.Seedable``): none imports this
+module, so the imports run one way, from here down.
 """
 
 from __future__ import annotations
@@ -15,11 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from typing_extensions import Self
-
-from tap_prism_imports.sandbox import faults as fault_kinds
-from tap_prism_imports.sandbox.api import Api
-from tap_prism_imports.sandbox.defaults import (
+from prism_sandbox import faults as fault_kinds
+from prism_sandbox.api import Api
+from prism_sandbox.control import answer_control
+from prism_sandbox.defaults import (
     BURST,
     DEMO_API_KEY,
     DEMO_TEAM_ID,
@@ -28,10 +31,10 @@ from tap_prism_imports.sandbox.defaults import (
     ROWS_PER_SECOND,
     SYNC_THRESHOLD,
 )
-from tap_prism_imports.sandbox.faults import Fault, FaultInjector
-from tap_prism_imports.sandbox.http import SandboxHTTPServer
-from tap_prism_imports.sandbox.imports import Importer
-from tap_prism_imports.sandbox.jobs import (
+from prism_sandbox.faults import Fault, FaultInjector
+from prism_sandbox.http import SandboxHTTPServer
+from prism_sandbox.imports import Importer
+from prism_sandbox.jobs import (
     DEFAULT_JOB_ERROR,
     JOB_PATH,
     Clock,
@@ -41,10 +44,14 @@ from tap_prism_imports.sandbox.jobs import (
     SyntheticResults,
     to_timestamp,
 )
-from tap_prism_imports.sandbox.limits import RateLimiter
+from prism_sandbox.limits import RateLimiter
 
 if TYPE_CHECKING:
-    from tap_prism_imports.sandbox.response import ApiResponse
+    # Only for the type checker: at run time the sandbox needs nothing but the standard
+    # library, and typing.Self is not in Python 3.10.
+    from typing_extensions import Self
+
+    from prism_sandbox.response import ApiResponse
 
 
 class Sandbox:
@@ -235,7 +242,7 @@ class Sandbox:
         value: Any = fault_kinds.NOT_GIVEN,
         fields: Sequence[str] = ("status", "total"),
     ) -> Fault:
-        """Add a fault (see ``tap_prism_imports.sandbox.faults`` for the kinds).
+        """Add a fault (see ``prism_sandbox.faults`` for the kinds).
 
         ``count=N`` applies it to the next N matching API requests only; ``job_id`` limits
         it to requests for that job. Returns the ``Fault`` (its ``fired`` counts hits).
@@ -449,3 +456,7 @@ class Sandbox:
     ) -> tuple[ApiResponse, float, Fault | None, str | None]:
         """Answer one API request: ``(response, latency, transport fault, fault kind)``."""
         return self._api.handle(method, path, headers, body)
+
+    def handle_control(self, method: str, path: str, body: bytes) -> ApiResponse:
+        """Answer one ``/_sandbox/...`` control request (the transport checks it is local)."""
+        return answer_control(self, method, path, body)

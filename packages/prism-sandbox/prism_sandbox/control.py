@@ -11,21 +11,58 @@ from __future__ import annotations
 import json
 import urllib.parse
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from tap_prism_imports.sandbox.faults import Fault
-from tap_prism_imports.sandbox.jobs import format_time
-from tap_prism_imports.sandbox.response import ApiResponse
-from tap_prism_imports.sandbox.seed import seed_demo
+from prism_sandbox.faults import Fault
+from prism_sandbox.jobs import format_time
+from prism_sandbox.response import ApiResponse
+from prism_sandbox.seed import Seedable, seed_demo
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Mapping
 
-    from tap_prism_imports.sandbox.server import Sandbox
+    from prism_sandbox.faults import FaultInjector
+
+
+class Controllable(Seedable, Protocol):
+    """What the control API steers (``Sandbox`` has it): faults, requests and jobs."""
+
+    faults: FaultInjector
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def requests(self) -> list[dict[str, Any]]: ...
+
+    def clear_faults(self) -> None: ...
+
+    def clear_requests(self) -> None: ...
+
+    def add_job(
+        self,
+        team_id: str | None = ...,
+        *,
+        rows: int,
+        status: str = ...,
+        failed_every: int | None = ...,
+        existing_every: int | None = ...,
+        created_at: datetime | float | None = ...,
+        job_id: str | None = ...,
+        error: Mapping[str, str] | None = ...,
+        object_type: str = ...,
+        rows_per_second: float | None = ...,
+    ) -> str: ...
+
+    def complete_job(self, job_id: str) -> None: ...
+
+    def ref(self, job_id: str) -> str: ...
+
+    def location(self, job_id: str) -> str: ...
 
 
 def answer_control(  # noqa: PLR0911, PLR0912
-    sandbox: Sandbox, method: str, path: str, body: bytes
+    sandbox: Controllable, method: str, path: str, body: bytes
 ) -> ApiResponse:
     """Answer a ``/_sandbox/...`` control request (no key, not rate limited, not logged)."""
     try:

@@ -17,22 +17,33 @@ import time
 import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from typing_extensions import override
-
-from tap_prism_imports.sandbox import faults as fault_kinds
-from tap_prism_imports.sandbox.control import answer_control
-from tap_prism_imports.sandbox.jobs import format_time
-from tap_prism_imports.sandbox.response import ApiResponse
+from prism_sandbox import faults as fault_kinds
+from prism_sandbox.jobs import format_time
+from prism_sandbox.response import ApiResponse
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
-    from tap_prism_imports.sandbox.faults import Fault
-    from tap_prism_imports.sandbox.server import Sandbox
+    from prism_sandbox.faults import Fault
+    from prism_sandbox.jobs import Clock
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
+
+
+class Application(Protocol):
+    """What the transport serves (``Sandbox`` is one): answers, and a log of API requests."""
+
+    clock: Clock
+
+    def handle_api(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[ApiResponse, float, Fault | None, str | None]: ...
+
+    def handle_control(self, method: str, path: str, body: bytes) -> ApiResponse: ...
+
+    def log_request(self, entry: dict[str, Any]) -> None: ...
 
 
 class SandboxHTTPServer(ThreadingHTTPServer):
@@ -41,7 +52,7 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], sandbox: Sandbox) -> None:
+    def __init__(self, address: tuple[str, int], sandbox: Application) -> None:
         self.sandbox = sandbox
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
@@ -61,7 +72,6 @@ class SandboxHTTPServer(ThreadingHTTPServer):
             self._connections.discard(request)
         super().shutdown_request(request)
 
-    @override
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that timed out or hung up is the client's business, not a server error.
         if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
@@ -123,7 +133,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             if self.client_address[0] not in LOOPBACK_HOSTS:
                 response = ApiResponse.error(403, "control endpoints are loopback only")
             else:
-                response = answer_control(sandbox, method, path, body)
+                response = sandbox.handle_control(method, path, body)
             self._send(response, None)
             return
         headers = {key.lower(): value for key, value in self.headers.items()}
