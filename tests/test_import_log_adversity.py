@@ -23,13 +23,13 @@ import pytest
 from tap_runner import cli_command, cli_env, run_cli, singer_messages
 
 from prism_import_log import ImportLog
+from prism_sandbox import DEMO_TEAM_ID
 from tap_prism_imports.import_log.reader import _format_1_fingerprint
-from tap_prism_imports.sandbox import DEMO_TEAM_ID
 
 if t.TYPE_CHECKING:
     from pathlib import Path
 
-    from tap_prism_imports.sandbox import Sandbox
+    from prism_sandbox import Sandbox
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 
