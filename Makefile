@@ -42,16 +42,19 @@ $(MELTANO_VENV)/.installed:
 # The plugins of meltano.yml that the demo and most tests use, each in its own
 # environment under .meltano/ (again when pyproject.toml changes: the tap plugin needs its
 # new dependencies). Named, because a bare `meltano install` would install every plugin,
-# target-snowflake too. tap-prism-imports-batch shares its parent's environment.
-PLUGINS := tap-prism-imports tap-prism-imports-batch target-jsonl target-duckdb target-postgres
+# target-snowflake and dbt-snowflake too. tap-prism-imports-batch shares its parent's
+# environment. dbt-duckdb builds the demo's models, dbt-postgres the pipeline tests'.
+PLUGINS := tap-prism-imports tap-prism-imports-batch target-jsonl target-duckdb target-postgres \
+	dbt-duckdb dbt-postgres
 .meltano/.plugins-installed: meltano.yml pyproject.toml $(MELTANO_VENV)/.installed
 	$(MELTANO) install $(PLUGINS)
 	$(COMPILE_BYTECODE)
 	touch $@
 
-# target-snowflake only for its type-mapping test (tests/test_snowflake_types.py).
+# target-snowflake only for its type-mapping test (tests/test_snowflake_types.py),
+# dbt-snowflake only for the models' offline compile check (tests/test_dbt_snowflake.py).
 .meltano/.snowflake-installed: meltano.yml $(MELTANO_VENV)/.installed
-	$(MELTANO) install target-snowflake
+	$(MELTANO) install target-snowflake dbt-snowflake
 	touch $@
 
 # Meltano's and its plugins' environments get no bytecode at install, and with
