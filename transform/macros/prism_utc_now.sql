@@ -6,7 +6,7 @@
 {%- endmacro %}
 
 {% macro default__prism_utc_now() -%}
-    cast(current_timestamp at time zone 'UTC' as {{ dbt.type_timestamp() }})
+    cast(current_timestamp at time zone 'UTC' as {{ prism_type_timestamp() }})
 {%- endmacro %}
 
 {% macro snowflake__prism_utc_now() -%}

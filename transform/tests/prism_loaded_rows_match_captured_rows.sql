@@ -40,7 +40,7 @@ where
         jobs.status = 'complete'
         and jobs.rows_captured is not null
         {% if var('prism_results_selected_since') %}
-        and jobs.fetched_at >= cast('{{ var("prism_results_selected_since") }}' as {{ dbt.type_timestamp() }})
+        and jobs.fetched_at >= cast('{{ var("prism_results_selected_since") }}' as {{ prism_type_timestamp() }})
         {% endif %}
         and (
             coalesce(loaded.rows_loaded, 0) <> jobs.rows_captured

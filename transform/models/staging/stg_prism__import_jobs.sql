@@ -32,11 +32,11 @@ typed as (
         cast(results_count as {{ dbt.type_bigint() }}) as rows_captured,
         cast(error_code as {{ dbt.type_string() }}) as job_error_code,
         cast(error_message as {{ dbt.type_string() }}) as job_error_message,
-        cast(submitted_at as {{ dbt.type_timestamp() }}) as submitted_at,
-        cast(created_at as {{ dbt.type_timestamp() }}) as created_at,
-        cast(updated_at as {{ dbt.type_timestamp() }}) as updated_at,
-        cast(expires_at as {{ dbt.type_timestamp() }}) as expires_at,
-        cast(fetched_at as {{ dbt.type_timestamp() }}) as fetched_at
+        cast(submitted_at as {{ prism_type_timestamp() }}) as submitted_at,
+        cast(created_at as {{ prism_type_timestamp() }}) as created_at,
+        cast(updated_at as {{ prism_type_timestamp() }}) as updated_at,
+        cast(expires_at as {{ prism_type_timestamp() }}) as expires_at,
+        cast(fetched_at as {{ prism_type_timestamp() }}) as fetched_at
     from loaded
 
 ),

@@ -22,7 +22,7 @@ with loaded as (
         cast(null as {{ dbt.type_boolean() }}) as existing,
         cast(null as {{ dbt.type_string() }}) as error_code,
         cast(null as {{ dbt.type_string() }}) as error_message,
-        cast(null as {{ dbt.type_timestamp() }}) as fetched_at,
+        cast(null as {{ prism_type_timestamp() }}) as fetched_at,
         cast(null as {{ dbt.type_string() }}) as source_key
     where 1 = 0
 {% endif %}
@@ -42,7 +42,7 @@ typed as (
         cast(existing as {{ dbt.type_boolean() }}) as is_existing,
         cast(error_code as {{ dbt.type_string() }}) as error_code,
         cast(error_message as {{ dbt.type_string() }}) as error_message,
-        cast(fetched_at as {{ dbt.type_timestamp() }}) as fetched_at
+        cast(fetched_at as {{ prism_type_timestamp() }}) as fetched_at
     from loaded
 
 ),
