@@ -14,10 +14,10 @@ loaded_rows as (
     select
         job_ref,
         count(*) as rows_loaded,
-        cast(sum(case when outcome = 'created' then 1 else 0 end) as {{ dbt.type_bigint() }}) as rows_created,
-        cast(sum(case when outcome = 'existing' then 1 else 0 end) as {{ dbt.type_bigint() }}) as rows_existing,
-        cast(sum(case when outcome = 'failed' then 1 else 0 end) as {{ dbt.type_bigint() }}) as rows_rejected,
-        cast(sum(case when outcome is null then 1 else 0 end) as {{ dbt.type_bigint() }}) as rows_without_outcome
+        {{ prism_sum("case when outcome = 'created' then 1 else 0 end") }} as rows_created,
+        {{ prism_sum("case when outcome = 'existing' then 1 else 0 end") }} as rows_existing,
+        {{ prism_sum("case when outcome = 'failed' then 1 else 0 end") }} as rows_rejected,
+        {{ prism_sum("case when outcome is null then 1 else 0 end") }} as rows_without_outcome
     from {{ ref('stg_prism__import_results') }}
     group by job_ref
 
