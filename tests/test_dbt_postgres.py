@@ -6,8 +6,9 @@ caller's row keys, a rejected request) into a real PostgreSQL and builds the mod
 
 1. dbt's tests pass on that load, which holds the legitimate cases: a job captured
    while processing (no rows yet), a failed job and a rejected request (no rows ever);
-   the models answer with what the API served; dbt's connection was set with
-   ``meltano config set dbt-postgres …`` alone;
+   the models answer with what the API served; every column they made is described
+   (in its .yml and docs/models.md) and the docs' questions run; the sources are fresh;
+   dbt's connection was set with ``meltano config set dbt-postgres …`` alone;
 2. a bad load — rows of a complete job deleted, a job's record deleted (its rows
    orphaned), a row planted in a processing job, a status no API sends — fails
    ``dbt build``, naming the tests that caught each, and leaves the models as they were;
@@ -17,6 +18,7 @@ caller's row keys, a rejected request) into a real PostgreSQL and builds the mod
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -38,6 +40,7 @@ pytestmark = pytest.mark.pipeline
 PIPELINE = ("tap-prism-imports-batch", "target-postgres", "dbt-postgres:build")
 SOURCE = "prism"  # target-postgres's default_target_schema in meltano.yml
 MODELS = "prism_analytics"  # dbt-postgres's schema setting in meltano.yml
+DOCS = ROOT / "docs" / "models.md"
 
 SYNC_KEYS = ["crm-1", "crm-2", "crm-3", "crm-4", "crm-5", "crm-6"]
 SYNC_ROWS = [
@@ -171,6 +174,49 @@ def check_models(postgres: Postgres, sandbox: Sandbox, complete: list[str], sync
     assert errors[0]["rows_failed"] == max(row["rows_failed"] for row in errors)
 
 
+def documented_columns(project: Path) -> dict[str, list[str]]:
+    """Each model's columns as its .yml file describes them (dbt's manifest of the build)."""
+    manifest = json.loads(
+        (project / "transform" / "target" / "manifest.json").read_text(encoding="utf-8")
+    )
+    return {
+        node["name"]: [name for name, column in node["columns"].items() if column["description"]]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model"
+    }
+
+
+def check_column_docs(postgres: Postgres, project: Path) -> None:
+    """Every column the models made is described, in its .yml and in docs/models.md."""
+    built: dict[str, list[str]] = {}
+    for row in postgres.rows(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        f"WHERE table_schema = '{MODELS}' ORDER BY table_name, ordinal_position"
+    ):
+        built.setdefault(row["table_name"], []).append(row["column_name"])
+    assert built == documented_columns(project)
+    docs = DOCS.read_text(encoding="utf-8")
+    for model, names in built.items():
+        paragraph = re.search(rf"\*\*`{model}`\*\*:(.*?)\n\n", docs, re.DOTALL)
+        assert paragraph, f"docs/models.md describes no columns of {model}"
+        assert set(names) <= set(re.findall(r"`(\w+)`", paragraph.group(1))), model
+
+
+def documented_queries() -> list[str]:
+    section = DOCS.read_text(encoding="utf-8").split("## Questions, in SQL", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    return re.findall(r"```sql\n(.*?);\n```", section, re.DOTALL)
+
+
+def check_documented_queries(postgres: Postgres) -> None:
+    """The docs' questions run on the models and answer something."""
+    queries = documented_queries()
+    assert len(queries) >= 6
+    answered = [bool(postgres.rows(query)) for query in queries]
+    # Only the "needs attention" question has nothing to say about this load.
+    assert answered.count(False) == 1, list(zip(queries, answered, strict=True))
+
+
 def plant_bad_load(postgres: Postgres, complete: list[str], failed: str) -> None:
     """Damage the load in every way the loader's primary keys allow."""
     rows_lost, orphaned = complete[0], complete[1]
@@ -220,6 +266,11 @@ def test_models_build_on_a_real_load_and_a_bad_load_fails_the_build(
         for row in postgres.rows(f"SELECT job_id FROM {SOURCE}.import_jobs WHERE mode = 'sync'")
     ]
     check_models(postgres, sandbox, complete, sync_id)
+    check_column_docs(postgres, meltano.project)
+    check_documented_queries(postgres)
+    freshness = meltano.command("invoke", "dbt-postgres:source-freshness", extra_env=env)
+    assert freshness.returncode == 0, (freshness.stdout + freshness.stderr)[-3000:]
+    assert "PASS freshness of prism.import_results" in freshness.stdout + freshness.stderr
     answers = postgres.rows(f"SELECT * FROM {MODELS}.prism_imports ORDER BY job_ref")
 
     # 2. A bad load fails the build, names what caught it, and publishes nothing.
