@@ -1,4 +1,4 @@
-# make demo   - load the offline demo jobs into DuckDB with Meltano and print a report
+# make demo   - load the offline demo jobs into DuckDB with Meltano, build the dbt models, print a report
 # make test   - lint, type-check and run every test (end-to-end Postgres tests included)
 # make clean  - remove the environments, plugins and outputs made here
 
@@ -20,7 +20,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: help demo test lint pytest venv meltano plugins snowflake-plugin clean
 
 help:
-	@echo "make demo   - run the demo (sandbox API -> Meltano -> DuckDB -> report)"
+	@echo "make demo   - run the demo (sandbox API -> Meltano -> DuckDB -> dbt -> report)"
 	@echo "make test   - ruff, mypy and pytest (includes real Meltano + PostgreSQL runs)"
 	@echo "make clean  - remove .venv, .venv-meltano, .meltano, .demo and output"
 
