@@ -1,4 +1,4 @@
-# make demo   - load the offline demo jobs into DuckDB with Meltano and print a report
+# make demo   - load the offline demo jobs into DuckDB with Meltano, build the dbt models, print a report
 # make test   - lint, type-check and run every test (end-to-end Postgres tests included)
 # make clean  - remove the environments, plugins and outputs made here
 
@@ -20,7 +20,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: help demo test lint pytest venv meltano plugins snowflake-plugin clean
 
 help:
-	@echo "make demo   - run the demo (sandbox API -> Meltano -> DuckDB -> report)"
+	@echo "make demo   - run the demo (sandbox API -> Meltano -> DuckDB -> dbt -> report)"
 	@echo "make test   - ruff, mypy and pytest (includes real Meltano + PostgreSQL runs)"
 	@echo "make clean  - remove .venv, .venv-meltano, .meltano, .demo and output"
 
@@ -50,8 +50,10 @@ $(MELTANO_VENV)/.installed:
 # The plugins of meltano.yml that the demo and most tests use, each in its own
 # environment under .meltano/ (again when pyproject.toml changes: the tap plugin needs its
 # new dependencies). Named, because a bare `meltano install` would install every plugin,
-# target-snowflake too. tap-prism-imports-batch shares its parent's environment.
-PLUGINS := tap-prism-imports tap-prism-imports-batch target-jsonl target-duckdb target-postgres
+# target-snowflake and dbt-snowflake too. tap-prism-imports-batch shares its parent's
+# environment. dbt-duckdb builds the demo's models, dbt-postgres the pipeline tests'.
+PLUGINS := tap-prism-imports tap-prism-imports-batch target-jsonl target-duckdb target-postgres \
+	dbt-duckdb dbt-postgres
 # The tap plugin holds a copy of the writer distribution: reinstalled when it changes.
 .meltano/.plugins-installed: meltano.yml pyproject.toml $(MELTANO_VENV)/.installed \
 		$(wildcard $(IMPORT_LOG)/pyproject.toml $(IMPORT_LOG)/prism_import_log/*.py)
@@ -59,9 +61,10 @@ PLUGINS := tap-prism-imports tap-prism-imports-batch target-jsonl target-duckdb 
 	$(COMPILE_BYTECODE)
 	touch $@
 
-# target-snowflake only for its type-mapping test (tests/test_snowflake_types.py).
+# target-snowflake only for its type-mapping test (tests/test_snowflake_types.py),
+# dbt-snowflake only for the models' offline compile check (tests/test_dbt_snowflake.py).
 .meltano/.snowflake-installed: meltano.yml $(MELTANO_VENV)/.installed
-	$(MELTANO) install target-snowflake
+	$(MELTANO) install target-snowflake dbt-snowflake
 	touch $@
 
 # Meltano's and its plugins' environments get no bytecode at install, and with

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The demo: start the offline sandbox API with the demo jobs, make a few imports
 # through its POST endpoint and log each answer (scripts/demo_imports.py), load
-# both with `meltano run tap-prism-imports target-duckdb`, print a report from
-# the warehouse, and stop the sandbox (also when something fails).
+# both and build the dbt models with `meltano run prism-to-duckdb` (tap-prism-imports
+# target-duckdb dbt-duckdb:build), print a report from the models, and stop the
+# sandbox (also when something fails).
 #
 # Run it with `make demo`, which first creates .venv, .venv-meltano and the
 # Meltano plugins. Everything it writes goes to .demo/ (git-ignored): the
-# warehouse (warehouse.duckdb), the import log (imports.jsonl), the sandbox's
-# and Meltano's logs, and a Meltano system database of its own, so the demo
+# warehouse (warehouse.duckdb), the import log (imports.jsonl), the sandbox's,
+# Meltano's and dbt's logs, and a Meltano system database of its own, so the demo
 # leaves your project's state alone.
 set -euo pipefail
 
@@ -29,6 +30,7 @@ done
 mkdir -p "$demo"
 rm -f "$demo"/port "$demo"/refs.txt "$demo"/imports.jsonl "$demo"/requests.jsonl \
     "$demo"/meltano.db "$demo"/warehouse.duckdb "$demo"/warehouse.duckdb.wal
+rm -rf "$demo"/dbt-target "$demo"/dbt-logs
 
 sandbox_pid=
 stop_sandbox() {
@@ -73,14 +75,20 @@ export TAP_PRISM_IMPORTS_API_KEY=$api_key
 export TAP_PRISM_IMPORTS_JOB_IDS_FILE=$root/$demo/refs.txt
 export TAP_PRISM_IMPORTS_IMPORT_LOG=$root/$demo/imports.jsonl
 export TARGET_DUCKDB_FILEPATH=$root/$demo/warehouse.duckdb
+# dbt reads the loaded tables and writes its models in the same file; its own
+# files stay in .demo/ too, not in transform/.
+export DBT_DUCKDB_PATH=$root/$demo/warehouse.duckdb
+export DBT_TARGET_PATH=$root/$demo/dbt-target
+export DBT_LOG_PATH=$root/$demo/dbt-logs
 
-echo "demo: meltano run tap-prism-imports target-duckdb (log: $demo/meltano.log)"
-if ! "$meltano" run tap-prism-imports target-duckdb >"$demo/meltano.log" 2>&1; then
+echo "demo: meltano run prism-to-duckdb = tap-prism-imports target-duckdb dbt-duckdb:build (log: $demo/meltano.log)"
+if ! "$meltano" run prism-to-duckdb >"$demo/meltano.log" 2>&1; then
     echo "demo: meltano run failed; the end of $demo/meltano.log:" >&2
     tail -n 40 "$demo/meltano.log" >&2
     exit 1
 fi
 grep -m 1 -o 'Run summary: .*' "$demo/meltano.log" | sed 's/^/demo: tap /' || true
+grep -m 1 -o 'Done\. PASS=.*' "$demo/meltano.log" | sed 's/^/demo: dbt build: /' || true
 echo
 
 "$duckdb_python" scripts/demo_report.py --warehouse "$demo/warehouse.duckdb" \

@@ -1,13 +1,16 @@
-"""Print the demo's report from the DuckDB warehouse, and check it against its sources.
+"""Print the demo's report from the dbt models in DuckDB, and check the load against its sources.
 
 Run by ``scripts/demo.sh`` with the Python of the ``target-duckdb`` plugin (the one
 that has the ``duckdb`` version that wrote the file); it needs nothing else.
 
-The report: imports by mode (async, sync, rejected) and status, rows by outcome, the
-most common row errors, the failed rows of the import log's imports by ``source_key``
-(which of the caller's records failed, and why), and every job. Then the check
-(``demo_check.py``): the warehouse against what the API serves now and what the import
-log holds. Any difference is printed as a MISMATCH and the exit status is 1.
+The report reads the models that ``dbt-duckdb:build`` made from the loaded tables
+(transform/, docs/models.md) and only orders and limits them: import health per day,
+object type and mode (prism_import_health_daily), the most common row errors
+(prism_row_errors), the failed rows of the import log's imports by ``source_key``
+(prism_failed_rows; a rejected request's keys are only in the import log), and every
+import (prism_imports). Then the check (``demo_check.py``): the loaded tables against
+what the API serves now and what the import log holds. Any difference is printed as a
+MISMATCH and the exit status is 1.
 """
 
 # ruff: noqa: INP001
@@ -31,80 +34,100 @@ def out(line: str = "") -> None:
     sys.stdout.write(line.rstrip() + "\n")
 
 
-def print_modes(db: duckdb.DuckDBPyConnection, jobs: str) -> None:
-    out("Imports by mode (async: followed at the API; sync, rejected: from the import log)")
-    out(f"  {'mode':<9} {'status':<11} {'imports':>7} {'rows':>8}")
-    for mode, status, count, rows in db.sql(
-        f"SELECT coalesce(mode, '(none)'), status, count(*), sum(total) FROM {jobs} "  # noqa: S608
-        f"GROUP BY mode, status ORDER BY {MODE_ORDER}, status"
+def percent(rate: float | None) -> str:
+    return "" if rate is None else f"{100 * rate:.1f}"
+
+
+def print_health(db: duckdb.DuckDBPyConnection, models: str) -> None:
+    out("Import health per day (prism_import_health_daily; failed % = rows failed / processed)")
+    out(
+        f"  {'date':<10}  {'object':<13} {'mode':<9} {'imports':>7} {'complete':>8} "
+        f"{'failed':>6} {'running':>7} {'rows':>6} {'created':>7} {'existing':>8} {'failed %':>8}"
+    )
+    for (
+        day,
+        kind,
+        mode,
+        imports,
+        complete,
+        failed,
+        running,
+        rows,
+        created,
+        existing,
+        rate,
+    ) in db.sql(
+        "SELECT import_date, object_type, mode, imports, imports_complete, imports_failed, "  # noqa: S608
+        "imports_processing, rows_total, rows_created, rows_existing, failure_rate "
+        f"FROM {models}.prism_import_health_daily "
+        f"ORDER BY import_date, object_type NULLS FIRST, {MODE_ORDER}"
     ).fetchall():
-        out(f"  {mode:<9} {status:<11} {count:>7,} {rows:>8,}")
+        out(
+            f"  {day!s:<10}  {kind or '-':<13} {mode:<9} {imports:>7,} {complete:>8,} "
+            f"{failed:>6,} {running:>7,} {rows:>6,} {created:>7,} {existing:>8,} "
+            f"{percent(rate):>8}"
+        )
     out()
 
 
-def print_outcomes(db: duckdb.DuckDBPyConnection, results: str) -> None:
-    out("Rows by outcome")
-    for outcome, count in db.sql(
-        f"SELECT coalesce(outcome, '(none)'), count(*) FROM {results} "  # noqa: S608
-        "GROUP BY 1 ORDER BY 2 DESC, 1"
-    ).fetchall():
-        out(f"  {outcome:<12} {count:>8,}")
-    out()
-    out(f"Most common row errors (top {TOP_ERRORS})")
+def print_errors(db: duckdb.DuckDBPyConnection, models: str) -> None:
+    out(f"Most common row errors (prism_row_errors, top {TOP_ERRORS})")
     rows = db.sql(
-        f"SELECT error_code, error_message, count(*) FROM {results} "  # noqa: S608
-        "WHERE outcome = 'failed' GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 "
+        "SELECT rows_failed, imports_affected, error_code, error_message "  # noqa: S608
+        f"FROM {models}.prism_row_errors ORDER BY error_rank, error_code, error_message "
         f"LIMIT {TOP_ERRORS}"
     ).fetchall()
-    for code, message, count in rows:
-        out(f"  {count:>8,}  {code}: {message}")
+    for count, imports, code, message in rows:
+        out(f"  {count:>8,}  {code}: {message}  ({imports} import{'s' if imports > 1 else ''})")
     if not rows:
         out("  (no failed rows)")
     out()
 
 
-def print_failed_by_key(
-    db: duckdb.DuckDBPyConnection, jobs: str, results: str, log: ImportLogContents
-) -> None:
-    out("Failed rows by source_key (the caller's key for each row, from the import log)")
+def print_failed_by_key(db: duckdb.DuckDBPyConnection, models: str, log: ImportLogContents) -> None:
+    out("Failed rows by source_key (prism_failed_rows: the caller's key for each row)")
     failed = db.sql(
-        f"SELECT j.object_type, r.source_key, r.error_code, r.error_message "  # noqa: S608
-        f"FROM {results} r JOIN {jobs} j USING (team_id, job_id) "
-        "WHERE r.outcome = 'failed' AND r.source_key IS NOT NULL "
-        "ORDER BY j.submitted_at, r.row_index"
+        "SELECT object_type, source_key, error_code, error_message "  # noqa: S608
+        f"FROM {models}.prism_failed_rows WHERE source_key IS NOT NULL "
+        "ORDER BY started_at, job_id, row_index"
     ).fetchall()
     for object_type, key, code, message in failed[:MAX_FAILED_ROWS]:
         out(f"  {object_type:<13} {key:<10} {code}: {message}")
     if len(failed) > MAX_FAILED_ROWS:
         out(f"  ... and {len(failed) - MAX_FAILED_ROWS:,} more")
-    for rejected in log.rejected:
-        keys = [key for key in rejected.keys if key is not None]
+    rejected = db.sql(
+        "SELECT object_type, submitted_at, job_error_code, job_error_message "  # noqa: S608
+        f"FROM {models}.prism_imports WHERE mode = 'rejected' ORDER BY started_at"
+    ).fetchall()
+    # The warehouse has no rows for a refused request: its keys are in the import log.
+    logged_keys = {(r.object_type, r.submitted_at): r.keys for r in log.rejected}
+    for object_type, submitted_at, code, message in rejected:
+        keys = [key for key in logged_keys.get((object_type, submitted_at), []) if key]
         shown = ", ".join(keys[:SHOWN_KEYS]) + (", ..." if len(keys) > SHOWN_KEYS else "")
-        out(f"  {rejected.object_type:<13} {shown}")
-        out(f"  {'':<13} the whole request: HTTP {rejected.http_status}, {rejected.message}")
-    if not failed and not log.rejected:
+        out(f"  {object_type or '-':<13} {shown or '(keys not in the import log)'}")
+        out(f"  {'':<13} the whole request: {code}, {message}")
+    if not failed and not rejected:
         out("  (none)")
     out()
 
 
-def print_jobs(db: duckdb.DuckDBPyConnection, jobs: str, results: str) -> None:
-    out("Jobs, oldest first (failed % = rows failed / rows processed)")
+def print_imports(db: duckdb.DuckDBPyConnection, models: str) -> None:
+    out("Imports, oldest first (prism_imports)")
     out(
         f"  {'mode':<9} {'object':<13} {'status':<11} {'total':>6} {'loaded':>6} "
-        f"{'failed %':>8}  job"
+        f"{'failed %':>8} {'secs':>5}  job"
     )
-    for mode, object_type, status, total, loaded, failed_pct, job_id, error_code in db.sql(
-        "SELECT j.mode, j.object_type, j.status, j.total, count(r.row_index), "  # noqa: S608
-        "round(100.0 * j.failed / nullif(j.processed, 0), 1), j.job_id, j.error_code "
-        f"FROM {jobs} j LEFT JOIN {results} r USING (team_id, job_id) "
-        "GROUP BY j.mode, j.object_type, j.status, j.total, j.failed, j.processed, j.job_id, "
-        "j.error_code, j.submitted_at, j.created_at "
-        "ORDER BY coalesce(j.submitted_at, j.created_at), j.job_id"
+    for row in db.sql(
+        "SELECT mode, object_type, status, rows_total, rows_loaded, failure_rate, "  # noqa: S608
+        "seconds_to_finish, job_id, job_error_code, is_expired_before_capture, "
+        f"is_stuck_processing FROM {models}.prism_imports ORDER BY started_at, job_id"
     ).fetchall():
-        pct = "" if failed_pct is None else f"{failed_pct:.1f}"
+        mode, kind, status, total, loaded, rate, seconds, job_id, code, expired, stuck = row
+        notes = [text for text, on in (("EXPIRED", expired), ("STUCK", stuck)) if on]
         out(
-            f"  {mode or '':<9} {object_type or '-':<13} {status:<11} {total:>6,} {loaded:>6,} "
-            f"{pct:>8}  {job_id} {error_code or ''}"
+            f"  {mode:<9} {kind or '-':<13} {status:<11} {total:>6,} {loaded:>6,} "
+            f"{percent(rate):>8} {'' if seconds is None else seconds:>5}  "
+            f"{' '.join([job_id, code or '', *notes]).strip()}"
         )
     out()
 
@@ -112,7 +135,12 @@ def print_jobs(db: duckdb.DuckDBPyConnection, jobs: str, results: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse", type=Path, required=True, help="the DuckDB file")
-    parser.add_argument("--schema", default="prism", help="schema (default %(default)s)")
+    parser.add_argument(
+        "--schema", default="prism", help="the loaded tables' schema (default %(default)s)"
+    )
+    parser.add_argument(
+        "--models-schema", default="prism_analytics", help="the models' (default %(default)s)"
+    )
     parser.add_argument("--api-url", required=True, help="the API's base URL")
     parser.add_argument("--api-key", required=True, help="x-api-key for the API")
     parser.add_argument("--refs-file", type=Path, required=True, help="the job refs file")
@@ -122,14 +150,17 @@ def main(argv: list[str] | None = None) -> int:
     log = read_import_log(args.import_log)
     refs = list(dict.fromkeys([*parse_refs(args.refs_file), *log.async_keys]))
     served = {ref: fetch(args.api_url, args.api_key, *ref) for ref in refs}
-    jobs, results = f'"{args.schema}".import_jobs', f'"{args.schema}".import_results'
+    models = f'"{args.models_schema}"'
     with duckdb.connect(str(args.warehouse), read_only=True) as db:
-        out(f"Prism imports demo: warehouse {args.warehouse}, schema {args.schema}")
+        out(
+            f"Prism imports demo: warehouse {args.warehouse}, models in {args.models_schema}, "
+            f"loaded tables in {args.schema}"
+        )
         out()
-        print_modes(db, jobs)
-        print_outcomes(db, results)
-        print_failed_by_key(db, jobs, results, log)
-        print_jobs(db, jobs, results)
+        print_health(db, models)
+        print_errors(db, models)
+        print_failed_by_key(db, models, log)
+        print_imports(db, models)
         warehouse = Warehouse.load(db, args.schema)
     out("Check against the API (async jobs) and the import log (sync and rejected imports)")
     result = check(warehouse, served, log, args.import_log)

@@ -47,12 +47,12 @@ def missing(reason: str) -> NoReturn:
     pytest.skip(f"{reason}; `make test` installs it")
 
 
-def require_plugin(kind: str, name: str) -> Path:
+def require_plugin(kind: str, name: str, executable: str | None = None) -> Path:
     """The plugin's venv under ``.meltano``, after checking Meltano is installed."""
     if not MELTANO.exists():
         missing(f"Meltano is not installed at {MELTANO}")
     venv = PLUGINS / kind / name / "venv"
-    if not (venv / "bin" / name).exists():
+    if not (venv / "bin" / (executable or name)).exists():
         missing(f"the Meltano plugin {name} is not installed (meltano install)")
     return venv
 
@@ -66,10 +66,11 @@ def job_refs_file(sandbox: Sandbox, path: Path, job_ids: Sequence[str] | None = 
 
 @dataclass
 class Meltano:
-    """Runs ``meltano`` in the repository with a system database of its own."""
+    """Runs ``meltano`` in the repository (or ``project``) with a system database of its own."""
 
     database: Path
     env: dict[str, str]
+    project: Path = ROOT
 
     @classmethod
     def for_sandbox(cls, sandbox: Sandbox, workdir: Path, refs_file: Path) -> Meltano:
@@ -90,10 +91,10 @@ class Meltano:
     def command(
         self, *args: str, extra_env: Mapping[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """``meltano ARGS`` in the repository, whatever its exit code."""
+        """``meltano ARGS`` in the project, whatever its exit code."""
         return subprocess.run(
             [str(MELTANO), *args],
-            cwd=ROOT,
+            cwd=self.project,
             env={**self.env, **(extra_env or {})},
             capture_output=True,
             text=True,
