@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from pipeline_helpers import MELTANO, Postgres, postgres_server  # noqa: E402
 
-from tap_prism_imports.sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox  # noqa: E402
+from prism_sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox  # noqa: E402
 
 SLOWEST_NODES = 5
 TIMEOUT_SECONDS = 1800

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from pipeline_helpers import Meltano, job_refs_file, require_plugin
 
-from tap_prism_imports.sandbox import seed_demo
+from prism_sandbox import seed_demo
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tap_prism_imports.sandbox import Sandbox
+    from prism_sandbox import Sandbox
 
 pytestmark = pytest.mark.pipeline
 

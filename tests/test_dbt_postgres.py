@@ -27,13 +27,13 @@ import pytest
 import requests
 from pipeline_helpers import ROOT, Meltano, Postgres, job_refs_file, require_plugin
 
+from prism_sandbox import seed_demo
 from tap_prism_imports.import_log import ImportLog
-from tap_prism_imports.sandbox import seed_demo
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tap_prism_imports.sandbox import Sandbox
+    from prism_sandbox import Sandbox
 
 pytestmark = pytest.mark.pipeline
 
