@@ -19,16 +19,14 @@ import uuid
 import fsspec  # type: ignore[import-untyped]
 from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-untyped]
 
+from tap_prism_imports.errors import BatchStorageError
+
 if t.TYPE_CHECKING:
     from collections.abc import Callable
 
 
 #: Batch files hold the records: readable by their owner only, as the import log is.
 FILE_MODE = 0o600
-
-
-class BatchStorageError(Exception):
-    """A batch file could not be written: the message names the setting and the path."""
 
 
 class RollingBatchFile:

@@ -30,21 +30,23 @@ from singer_sdk.streams import RESTStream
 from typing_extensions import override
 
 from tap_prism_imports import __version__
-from tap_prism_imports.body_reader import InvalidSnapshotError
-from tap_prism_imports.pacing import (
+from tap_prism_imports.errors import (
     STOPPED_BY_API_LIMIT,
     STOPPED_UNREACHABLE,
-    RequestBudget,
-    RequestPacer,
+    ApiUnreachableError,
+    InvalidSnapshotError,
+    JobFetchError,
+    JobNotFoundError,
 )
-from tap_prism_imports.pipeline import ApiUnreachableError, JobFetchError, JobNotFoundError
+from tap_prism_imports.pacing import RequestBudget, RequestPacer
 from tap_prism_imports.settings import (
     API_KEY_ENV,
     DEFAULT_API_URL,
     SyncSettings,
     check_sync_settings,
 )
-from tap_prism_imports.snapshots import JobSnapshot, parse_snapshot, utc_now
+from tap_prism_imports.snapshots import JobSnapshot, parse_snapshot
+from tap_prism_imports.times import utc_now
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Mapping

@@ -10,23 +10,11 @@ from __future__ import annotations
 import threading
 import time
 
-
-class RequestBudgetExhaustedError(Exception):
-    """``max_requests_per_run`` is spent; the job was not requested."""
-
-
-class RunStoppedError(Exception):
-    """No further request is sent this run; ``reason`` says why, for the run's summary."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-# Why a run stopped sending requests, as its summary names the jobs left for the next run.
-STOPPED_BY_API_LIMIT = "API limit"
-STOPPED_UNREACHABLE = "API unreachable"
-STOPPED_BY_RUN_END = "run ended"
+from tap_prism_imports.errors import (
+    STOPPED_BY_RUN_END,
+    RequestBudgetExhaustedError,
+    RunStoppedError,
+)
 
 
 class RequestPacer:

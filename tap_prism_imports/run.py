@@ -17,32 +17,29 @@ import typing as t
 from collections import Counter
 from dataclasses import dataclass, field
 
-from tap_prism_imports.body_reader import OUTCOMES
-from tap_prism_imports.import_log.imports import LoggedJobRef
-from tap_prism_imports.import_log.keys import attach_source_keys, read_input_keys
-from tap_prism_imports.job_refs import JobRef
-from tap_prism_imports.pacing import (
+from tap_prism_imports.errors import (
     STOPPED_UNREACHABLE,
+    ApiUnreachableError,
+    JobFetchError,
+    JobNotFoundError,
+    JobsFailedError,
     RequestBudgetExhaustedError,
     RunStoppedError,
 )
-from tap_prism_imports.pipeline import (
-    ApiUnreachableError,
-    FetchOutcome,
-    JobFetchError,
-    JobNotFoundError,
-    SnapshotPipeline,
-    WaitPolicy,
-)
-from tap_prism_imports.snapshots import (
+from tap_prism_imports.fetcher import JobFetcher, WaitPolicy
+from tap_prism_imports.import_log.imports import LoggedJobRef
+from tap_prism_imports.import_log.keys import attach_source_keys, read_input_keys
+from tap_prism_imports.job_refs import JobRef
+from tap_prism_imports.records.import_jobs import (
     IMPORT_MODES,
     JOB_STATUSES,
     TERMINAL_STATUSES,
-    JobSnapshot,
-    format_datetime,
-    utc_now,
+    with_log_columns,
 )
+from tap_prism_imports.records.import_results import OUTCOMES
+from tap_prism_imports.snapshots import JobSnapshot
 from tap_prism_imports.state import MAX_MISSES, MISS_RETRY_DELAYS, NOT_FOUND, Plan
+from tap_prism_imports.times import format_datetime, utc_now
 
 if t.TYPE_CHECKING:
     import datetime
@@ -58,10 +55,6 @@ if t.TYPE_CHECKING:
 MAX_FAILURES_SHOWN = 10
 LEFT_BY_BUDGET = "request budget"
 LEFT_INTERRUPTED = "interrupted"
-
-
-class JobsFailedError(Exception):
-    """Some jobs could not be read; the others were extracted."""
 
 
 @dataclass(frozen=True)
@@ -134,11 +127,18 @@ def _requests(answered: int, unanswered: int) -> str:
 
 
 @dataclass
-class Step(FetchOutcome):
+class Step:
     """One import to emit (or one job that failed), in emission order."""
 
+    ref: JobRef
+    snapshot: JobSnapshot | None = None
+    error: Exception | None = None
     #: Set when the import came from the import log: confirmed there, not in the ledger.
     logged: LoggedImport | None = None
+
+    def close(self) -> None:
+        if self.snapshot is not None:
+            self.snapshot.close()
 
 
 class ImportRun:
@@ -179,7 +179,7 @@ class ImportRun:
         self._configured.update(ref.key for ref in self.refs)
         self.summary = RunSummary()
         self._fetch = fetch
-        self._pipeline = SnapshotPipeline(
+        self._fetcher = JobFetcher(
             self._fetch_keyed,
             workers=workers,
             wait=settings.wait,
@@ -208,12 +208,12 @@ class ImportRun:
         """
         first = self._first_request()
         if first is not None:
-            self._pipeline.fetch_first(first)
+            self._fetcher.fetch_first(first)
         if self._log is not None:
             yield from self._log_steps(self._log, hold=hold)
         self._to_fetch = self._within_budget(self._refs_to_fetch(), first)
-        for outcome in self._pipeline.run(self._to_fetch):
-            step = Step(outcome.index, outcome.ref, outcome.snapshot, outcome.error)
+        for outcome in self._fetcher.run(self._to_fetch):
+            step = Step(outcome.ref, outcome.snapshot, outcome.error)
             if step.snapshot is not None:
                 self._with_log_columns(step.snapshot)
                 for warning in step.snapshot.warnings:
@@ -246,7 +246,7 @@ class ImportRun:
 
     def close(self) -> None:
         """Settle the 404s, forget jobs that can no longer matter, and log the summary."""
-        self._pipeline.close()
+        self._fetcher.close()
         self._settle_not_found()
         unsettled = len([ref for ref in self._to_fetch if ref not in self._settled])
         if unsettled:
@@ -288,7 +288,7 @@ class ImportRun:
             item.results = None  # the step owns the spool now
             for warning in item.warnings:
                 self._logger.warning("%s", warning)
-            step = Step(-1, ref, snapshot=snapshot, logged=item)
+            step = Step(ref, snapshot=snapshot, logged=item)
             try:
                 yield step
             finally:
@@ -316,8 +316,12 @@ class ImportRun:
         logged = self.ledger.logged_job(ref)
         if logged is None or snapshot.record.get("submitted_at") is not None:
             return
-        snapshot.record["object_type"] = logged.get("object_type")
-        snapshot.record["submitted_at"] = logged.get("submitted_at")
+        with_log_columns(
+            snapshot.record,
+            mode=snapshot.record["mode"],
+            object_type=logged.get("object_type"),
+            submitted_at=logged.get("submitted_at"),
+        )
         location = logged.get("input_keys_at")
         if snapshot.results is not None and location is not None:
             lookup = read_input_keys(location, ref)

@@ -19,13 +19,8 @@ import typing as t
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_prism_imports.job_refs import JobRef
-from tap_prism_imports.snapshots import (
-    JOB_STATUSES,
-    TERMINAL_STATUSES,
-    format_datetime,
-    normalize_datetime,
-    parse_datetime,
-)
+from tap_prism_imports.records.import_jobs import JOB_STATUSES, TERMINAL_STATUSES
+from tap_prism_imports.times import format_datetime, normalize_datetime, parse_datetime
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Collection
@@ -33,6 +28,9 @@ if t.TYPE_CHECKING:
     from tap_prism_imports.snapshots import JobSnapshot
 
 STATE_FORMAT_VERSION = 1
+# The import log's part of the state; format 1 is converted when read.
+IMPORT_LOG_FORMAT_VERSION = 2
+IMPORT_LOG_FORMATS_READ = frozenset({1, IMPORT_LOG_FORMAT_VERSION})
 NOT_FOUND = "not_found"
 KNOWN_STATUSES = frozenset({*JOB_STATUSES, NOT_FOUND})
 # The API keeps async jobs 7 days; an entry past that can only ever answer 404.
@@ -143,9 +141,7 @@ def _ledger_problems(stream_state: dict[str, t.Any], where: str) -> list[str]:
             f"tap-prism-imports (this one reads {STATE_FORMAT_VERSION}); "
             "upgrade the tap or run without state."
         )
-    import_log = stream_state.get("import_log", {})
-    if not isinstance(import_log, dict):
-        problems.append(f"{where}.import_log is {_kind(import_log)}, not an object.")
+    problems += import_log_problems(stream_state.get("import_log", {}), f"{where}.import_log")
     jobs = stream_state.get("jobs", {})
     if not isinstance(jobs, dict):
         problems.append(f"{where}.jobs is {_kind(jobs)}, not an object of job entries.")
@@ -156,6 +152,26 @@ def _ledger_problems(stream_state: dict[str, t.Any], where: str) -> list[str]:
         if not isinstance(entry, dict)
     ]
     return problems
+
+
+def import_log_problems(import_log: object, where: str) -> list[str]:
+    """What makes the import log's part of the state unreadable (the reader converts
+    format 1; it keeps its own entries, and ignores one it cannot use)."""
+    if not isinstance(import_log, dict):
+        return [f"{where} is {_kind(import_log)}, not an object."]
+    version = import_log.get("format", IMPORT_LOG_FORMAT_VERSION)
+    if version not in IMPORT_LOG_FORMATS_READ or isinstance(version, bool):
+        problem = (
+            f"{where}.format {version!r} was written by another version of "
+            f"tap-prism-imports (this one reads {IMPORT_LOG_FORMAT_VERSION}); "
+            "upgrade the tap or run without state."
+        )
+        return [problem]
+    return [
+        f"{where}.{name} is {_kind(import_log[name])}, not an object."
+        for name in ("files", "recent", "emitted")
+        if name in import_log and not isinstance(import_log[name], dict)
+    ]
 
 
 def _key_path(parent: str, key: str) -> str:

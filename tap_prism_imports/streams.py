@@ -12,18 +12,17 @@ import typing as t
 from dataclasses import dataclass
 
 import orjson
-from singer_sdk import metrics
-from singer_sdk import typing as th
 from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
 from typing_extensions import override
 
 from tap_prism_imports.batch_files import RollingBatchFile, open_for_writing
-from tap_prism_imports.body_reader import OUTCOMES, ResultsSpool
 from tap_prism_imports.client import PrismStream
 from tap_prism_imports.import_log.reader import ImportLogReader
 from tap_prism_imports.messages import PrismMessageWriter
+from tap_prism_imports.records import import_jobs, import_results
+from tap_prism_imports.records.import_results import ResultsSpool, iter_result_records
 from tap_prism_imports.run import ImportRun, RunSettings, Step
 from tap_prism_imports.sdk_hooks import (
     AnnouncedBatchesStream,
@@ -32,22 +31,18 @@ from tap_prism_imports.sdk_hooks import (
     RecordLines,
 )
 from tap_prism_imports.signals import Interruption, RunInterrupted, exit_for_signal
-from tap_prism_imports.snapshots import (
-    IMPORT_MODES,
-    JOB_STATUSES,
-    JobSnapshot,
-    iter_result_records,
-    utc_now,
-)
 from tap_prism_imports.state import JobLedger, StateCheckpoints
+from tap_prism_imports.times import utc_now
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
-    from singer_sdk import Tap
+    from singer_sdk import Tap, metrics
     from singer_sdk.helpers.types import Context, Record
     from singer_sdk.singerlib.encoding import GenericSingerWriter
     from singer_sdk.streams import Stream
+
+    from tap_prism_imports.snapshots import JobSnapshot
 
 # Direct writes go out in blocks this large rather than one flush per record.
 WRITE_BLOCK_BYTES = 1 << 20
@@ -101,60 +96,9 @@ class ImportJobsStream(DirectRecordsStream, LinkedStream, PrismStream):
     primary_keys = ("team_id", "job_id")
     replication_key = "fetched_at"
     is_sorted = False
+    schema = import_jobs.SCHEMA
     # Records are built with the schema's types already.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
-
-    schema = th.PropertiesList(
-        th.Property("team_id", th.UUIDType, required=True, description="The job's team."),
-        th.Property("job_id", th.StringType, required=True, description="The async job's id."),
-        th.Property(
-            "status",
-            th.StringType(allowed_values=list(JOB_STATUSES)),
-            required=True,
-            description="complete, processing or failed (failed: a job-level error).",
-        ),
-        th.Property("total", th.IntegerType, required=True, description="Rows in the import."),
-        th.Property("processed", th.IntegerType, description="Rows attempted so far."),
-        th.Property("succeeded", th.IntegerType, description="Rows created or matched."),
-        th.Property("failed", th.IntegerType, description="Rows rejected."),
-        th.Property("error_code", th.StringType, description="Job-level error code."),
-        th.Property("error_message", th.StringType, description="Job-level error message."),
-        th.Property("created_at", th.DateTimeType, description="When the job was created (UTC)."),
-        th.Property("updated_at", th.DateTimeType, description="Last progress (UTC)."),
-        th.Property(
-            "expires_at", th.DateTimeType, description="When the API forgets the job (UTC)."
-        ),
-        th.Property(
-            "results_count",
-            th.IntegerType,
-            description="Rows in the snapshot's results, emitted to import_results; "
-            "null while processing or when the API sent no results.",
-        ),
-        th.Property(
-            "fetched_at",
-            th.DateTimeType,
-            required=True,
-            description="When this snapshot was requested (UTC); the replication key. For "
-            "sync and rejected imports, when the tap read them from the import log.",
-        ),
-        th.Property(
-            "mode",
-            th.StringType(allowed_values=[*IMPORT_MODES, None]),
-            description="async (followed at GET), sync (answered by the POST, read from the "
-            "import log) or rejected (the POST failed, read from the import log).",
-        ),
-        th.Property(
-            "object_type",
-            th.StringType,
-            description="contact, organization, ... as in the POST path; null unless the "
-            "import log names it.",
-        ),
-        th.Property(
-            "submitted_at",
-            th.DateTimeType,
-            description="When the POST was sent (UTC); null unless the import log names it.",
-        ),
-    ).to_dict()
 
     @override
     def generate_child_contexts(
@@ -361,52 +305,10 @@ class ImportResultsStream(DirectRecordsStream, AnnouncedBatchesStream, LinkedStr
     is_sorted = False
     # One bookmark for the stream, not one partition per job (quadratic state).
     state_partitioning_keys = ()
+    schema = import_results.SCHEMA
     # Records are built with the schema's types already.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
     _rows_written = 0
-
-    schema = th.PropertiesList(
-        th.Property("team_id", th.UUIDType, required=True),
-        th.Property("job_id", th.StringType, required=True),
-        th.Property(
-            "row_index",
-            th.IntegerType,
-            required=True,
-            description="0-based position in the import's input rows.",
-        ),
-        th.Property(
-            "record_id",
-            th.UUIDType,
-            description="The Prism record the row created or matched; null when it failed.",
-        ),
-        th.Property(
-            "outcome",
-            # null is in the enum too: a row with no error and neither flag has no outcome.
-            th.StringType(allowed_values=[*OUTCOMES, None]),
-            description="failed if the row has an error, else created, else existing; "
-            "null when the API gave none of these.",
-        ),
-        th.Property("created", th.BooleanType, description="The row created a new record."),
-        th.Property(
-            "existing",
-            th.BooleanType,
-            description="The row matched an existing record via the dedupe key.",
-        ),
-        th.Property("error_code", th.StringType, description="Why the row was rejected."),
-        th.Property("error_message", th.StringType),
-        th.Property(
-            "fetched_at",
-            th.DateTimeType,
-            required=True,
-            description="When the job's snapshot was requested (UTC).",
-        ),
-        th.Property(
-            "source_key",
-            th.StringType,
-            description="The submitted row's own identifier, from the import log's "
-            "input_keys (by position); null without them.",
-        ),
-    ).to_dict()
 
     @property
     @override

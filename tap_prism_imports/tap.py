@@ -18,9 +18,8 @@ from singer_sdk.exceptions import (
 from typing_extensions import override
 
 from tap_prism_imports import __version__, streams
-from tap_prism_imports.batch_files import BatchStorageError
+from tap_prism_imports.errors import BatchStorageError, JobsFailedError
 from tap_prism_imports.messages import PrismMessageWriter
-from tap_prism_imports.run import JobsFailedError
 from tap_prism_imports.sdk_hooks import SignalAwareTap
 from tap_prism_imports.settings import API_KEY_ENV, API_URL_ENV, DEFAULT_API_URL
 from tap_prism_imports.signals import Interruption

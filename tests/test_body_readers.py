@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from test_warehouse_safe_values import ChunkedBody, result_elements, snapshot_bodies
 
 from tap_prism_imports import body_reader
-from tap_prism_imports.body_reader import ROW_CUT_BYTES, InvalidSnapshotError
+from tap_prism_imports.body_reader import ROW_CUT_BYTES
+from tap_prism_imports.errors import InvalidSnapshotError
 from tap_prism_imports.import_log.lines import ImportLogLineError, parse_log_line
 from tap_prism_imports.job_refs import JobRef
 from tap_prism_imports.snapshots import parse_snapshot, snapshot_from_document

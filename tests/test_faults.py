@@ -14,10 +14,9 @@ from stub_api import Route, StubApi, http_response
 from tap_runner import job_requests, run_tap, tap_config
 
 from tap_prism_imports import client
-from tap_prism_imports.pipeline import JobFetchError
-from tap_prism_imports.run import JobsFailedError
-from tap_prism_imports.snapshots import parse_datetime
+from tap_prism_imports.errors import JobFetchError, JobsFailedError
 from tap_prism_imports.tap import TapPrismImports
+from tap_prism_imports.times import parse_datetime
 
 if t.TYPE_CHECKING:
     from prism_sandbox import Sandbox

@@ -13,7 +13,7 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from tap_prism_imports.import_log.keys import read_input_keys
 from tap_prism_imports.job_refs import JobRef
-from tap_prism_imports.snapshots import iter_result_records
+from tap_prism_imports.records.import_results import iter_result_records
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -12,7 +12,9 @@ from log_reading import read_log
 
 from tap_prism_imports.import_log import ImportLog
 from tap_prism_imports.import_log.keys import attach_source_keys, read_input_keys
-from tap_prism_imports.snapshots import iter_result_records, parse_snapshot, utc_now
+from tap_prism_imports.records.import_results import iter_result_records
+from tap_prism_imports.snapshots import parse_snapshot
+from tap_prism_imports.times import utc_now
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -182,7 +184,7 @@ def test_a_malformed_log_line_fails_the_run_naming_it_and_the_rest_still_loads(
 ) -> None:
     from tap_runner import run_tap  # noqa: PLC0415
 
-    from tap_prism_imports.run import JobsFailedError  # noqa: PLC0415
+    from tap_prism_imports.errors import JobsFailedError  # noqa: PLC0415
 
     log = ImportLog(tmp_path / "imports.jsonl")
     make_imports(sandbox, log)

@@ -23,7 +23,7 @@ import pytest
 from stub_api import Route, StubApi, http_response
 from tap_runner import run_tap
 
-from tap_prism_imports import body_reader
+from tap_prism_imports.records import import_results
 from tap_prism_imports.state import StateCheckpoints
 from tap_prism_imports.tap import TapPrismImports
 
@@ -103,15 +103,15 @@ class _SpoolSpy:
     """Keeps every ``ResultsSpool`` the parser creates, to read its row count mid-body."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.spools: list[body_reader.ResultsSpool] = []
+        self.spools: list[import_results.ResultsSpool] = []
         spy = self
 
-        class SpyingSpool(body_reader.ResultsSpool):
+        class SpyingSpool(import_results.ResultsSpool):
             def __init__(self) -> None:
                 super().__init__()
                 spy.spools.append(self)
 
-        monkeypatch.setattr(body_reader, "ResultsSpool", SpyingSpool)
+        monkeypatch.setattr(import_results, "ResultsSpool", SpyingSpool)
 
     def rows(self) -> int:
         return sum(spool.count for spool in self.spools)

@@ -10,13 +10,14 @@ import typing as t
 
 import pytest
 
+from tap_prism_imports.errors import JobFetchError, JobNotFoundError, JobsFailedError
 from tap_prism_imports.job_refs import JobRef
 from tap_prism_imports.pacing import RequestBudget
-from tap_prism_imports.pipeline import JobFetchError, JobNotFoundError
-from tap_prism_imports.run import ImportRun, JobsFailedError, RunSettings
+from tap_prism_imports.run import ImportRun, RunSettings
 from tap_prism_imports.signals import Interruption
-from tap_prism_imports.snapshots import JobSnapshot, parse_snapshot, utc_now
+from tap_prism_imports.snapshots import JobSnapshot, parse_snapshot
 from tap_prism_imports.state import NOT_FOUND, JobLedger
+from tap_prism_imports.times import utc_now
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable

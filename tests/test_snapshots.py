@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tap_prism_imports.body_reader import InvalidSnapshotError
+from tap_prism_imports.errors import InvalidSnapshotError
 from tap_prism_imports.job_refs import JobRef
-from tap_prism_imports.snapshots import iter_result_records, parse_snapshot
+from tap_prism_imports.records.import_results import iter_result_records
+from tap_prism_imports.snapshots import parse_snapshot
 
 REF = JobRef("1f0c6a52-8a3e-4d5f-9b1c-2d3e4f5a6b7c", "job_1")
 FETCHED = datetime.datetime(2026, 11, 20, 10, 5, tzinfo=datetime.timezone.utc)

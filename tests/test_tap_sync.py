@@ -10,8 +10,8 @@ import pytest
 from tap_runner import job_requests, run_tap, tap_config
 
 from tap_prism_imports import __version__
-from tap_prism_imports.run import JobsFailedError
-from tap_prism_imports.snapshots import parse_datetime
+from tap_prism_imports.errors import JobsFailedError
+from tap_prism_imports.times import parse_datetime
 
 if t.TYPE_CHECKING:
     from prism_sandbox import Sandbox

@@ -21,8 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, FormatChecker
 
-from tap_prism_imports.body_reader import SPOOL_BLOCK_ROWS, InvalidSnapshotError
+from tap_prism_imports.errors import InvalidSnapshotError
 from tap_prism_imports.job_refs import JobRef
+from tap_prism_imports.records.import_results import SPOOL_BLOCK_ROWS
 from tap_prism_imports.snapshots import JobSnapshot, parse_snapshot
 from tap_prism_imports.streams import ImportJobsStream, ImportResultsStream
 
@@ -282,7 +283,7 @@ def test_a_number_too_long_for_the_parser_is_refused_not_a_crash() -> None:
     script = (
         "import datetime, io, sys\n"
         "from tap_prism_imports.job_refs import JobRef\n"
-        "from tap_prism_imports.body_reader import InvalidSnapshotError\n"
+        "from tap_prism_imports.errors import InvalidSnapshotError\n"
         "from tap_prism_imports.snapshots import parse_snapshot\n"
         "now = datetime.datetime.now(datetime.timezone.utc)\n"
         "ref = JobRef('1f0c6a52-8a3e-4d5f-9b1c-2d3e4f5a6b7c', 'job_1')\n"

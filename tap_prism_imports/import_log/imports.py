@@ -25,17 +25,20 @@ import typing as t
 from dataclasses import dataclass
 
 from prism_import_log.format import format_submitted_at
-from tap_prism_imports.body_reader import InvalidSnapshotError, ResultsSpool
+from tap_prism_imports.errors import InvalidSnapshotError
 from tap_prism_imports.import_log.keys import InputKeysLocation
 from tap_prism_imports.import_log.lines import async_job_ref, canonical, strip_nul, strip_nul_all
 from tap_prism_imports.job_refs import JobRef
-from tap_prism_imports.snapshots import format_datetime, snapshot_from_document
+from tap_prism_imports.records.import_jobs import failed_import_record, with_log_columns
+from tap_prism_imports.snapshots import snapshot_from_document
+from tap_prism_imports.times import format_datetime
 
 if t.TYPE_CHECKING:
     import datetime
 
     from prism_import_log import LogLine
     from tap_prism_imports.import_log.files import FileProgress, Slot
+    from tap_prism_imports.records.import_results import ResultsSpool
 
 SYNC, ASYNC = 200, 202
 MAX_ERROR_MESSAGE_CHARS = 1000
@@ -139,38 +142,45 @@ def import_item(
     """The sync or rejected import a line records, ready to emit."""
     warnings = [f"import {job_id} ({where}): {note}" for note in line.notes]
     object_type, nul = _object_type(line)
-    columns = {
-        "mode": "sync" if line.http_status == SYNC else "rejected",
-        "object_type": object_type,
-        "submitted_at": format_submitted_at(line.submitted_at),
-    }
+
+    def logged(mode: str, record: dict[str, t.Any], results: ResultsSpool | None) -> LoggedImport:
+        _warn_nul(warnings, job_id, where, nul)
+        record = with_log_columns(
+            record,
+            mode=mode,
+            object_type=object_type,
+            submitted_at=format_submitted_at(line.submitted_at),
+        )
+        keyed = mode == "sync" and line.idempotency_key is not None
+        return LoggedImport(job_id, mode, record, results, warnings, where, claim, keyed=keyed)
+
+    def failed(code: str, message: str | None) -> dict[str, t.Any]:
+        return failed_import_record(
+            line.team_id,
+            job_id,
+            fetched_at=format_datetime(now),
+            error_code=code,
+            error_message=message,
+            total=line.row_count or 0,
+        )
+
     if line.http_status == ASYNC:
-        columns["mode"] = "async"
         why = "the API answered 202 without a Location or job_id naming a job of this team"
-        record = _failed_record(line, job_id, now, UNUSABLE, f"{why}: it cannot be followed")
-        return LoggedImport(job_id, "async", {**record, **columns}, None, warnings, where, claim)
+        return logged("async", failed(UNUSABLE, f"{why}: it cannot be followed"), None)
     if line.http_status != SYNC:
         message, message_nul = strip_nul(_error_message(line.response))
         nul += message_nul
-        record = _failed_record(line, job_id, now, f"http_{line.http_status}", message)
-        _warn_nul(warnings, job_id, where, nul)
-        return LoggedImport(job_id, "rejected", {**record, **columns}, None, warnings, where, claim)
-    ref = JobRef(line.team_id, job_id)
+        return logged("rejected", failed(f"http_{line.http_status}", message), None)
     keys, key_nul = (None, 0) if line.input_keys is None else strip_nul_all(line.input_keys)
+    nul += key_nul
     try:
-        snapshot = snapshot_from_document(line.response, ref, now, keys)
+        snapshot = snapshot_from_document(line.response, JobRef(line.team_id, job_id), now, keys)
     except InvalidSnapshotError as error:
         why = f"the POST answered 200 but its body is no import snapshot: {error}"
         warnings.append(f"import {job_id} ({where}): {why}; loaded as failed ({UNUSABLE})")
-        record = _failed_record(line, job_id, now, UNUSABLE, why)
-        return LoggedImport(job_id, "sync", {**record, **columns}, None, warnings, where, claim)
+        return logged("sync", failed(UNUSABLE, why), None)
     warnings += [f"import {job_id} ({where}): {warning}" for warning in snapshot.warnings]
-    results = snapshot.results
-    nul += key_nul
-    _warn_nul(warnings, job_id, where, nul)
-    keyed = line.idempotency_key is not None
-    record = {**snapshot.record, **columns}
-    return LoggedImport(job_id, "sync", record, results, warnings, where, claim, keyed=keyed)
+    return logged("sync", snapshot.record, snapshot.results)
 
 
 def follow(line: LogLine) -> JobRef | None:
@@ -189,27 +199,6 @@ def _warn_nul(warnings: list[str], job_id: str, where: str, removed: int) -> Non
             f"import {job_id} ({where}): {removed} NUL characters removed from its "
             "object_type, error text and input_keys (warehouses cannot store them)"
         )
-
-
-def _failed_record(
-    line: LogLine, job_id: str, now: datetime.datetime, code: str, message: str | None
-) -> dict[str, t.Any]:
-    return {
-        "team_id": line.team_id,
-        "job_id": job_id,
-        "status": "failed",
-        "total": line.row_count or 0,
-        "processed": None,
-        "succeeded": None,
-        "failed": None,
-        "error_code": code,
-        "error_message": message,
-        "created_at": None,
-        "updated_at": None,
-        "expires_at": None,
-        "results_count": None,
-        "fetched_at": format_datetime(now),
-    }
 
 
 def _error_message(response: dict[str, t.Any]) -> str:

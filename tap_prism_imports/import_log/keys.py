@@ -16,13 +16,13 @@ from tap_prism_imports.import_log.lines import (
     parse_log_line,
     strip_nul_all,
 )
-from tap_prism_imports.snapshots import rekeyed
+from tap_prism_imports.records.import_results import rekeyed
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from tap_prism_imports.body_reader import ResultsSpool
     from tap_prism_imports.job_refs import JobRef
+    from tap_prism_imports.records.import_results import ResultsSpool
 
 
 @dataclass(frozen=True)

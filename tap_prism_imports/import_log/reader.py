@@ -26,11 +26,15 @@ import hashlib
 import typing as t
 from dataclasses import dataclass, field
 
-from singer_sdk.exceptions import ConfigValidationError
-
 from tap_prism_imports.import_log import files, imports
 from tap_prism_imports.import_log.lines import ImportLogLineError, parse_log_line
-from tap_prism_imports.state import RETENTION
+from tap_prism_imports.state import (
+    IMPORT_LOG_FORMAT_VERSION,
+    RETENTION,
+    STATE_GIVEN,
+    StateValidationError,
+    import_log_problems,
+)
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator, MutableMapping
@@ -38,7 +42,6 @@ if t.TYPE_CHECKING:
     from tap_prism_imports.job_refs import JobRef
     from tap_prism_imports.signals import Interruption
 
-STATE_FORMAT_VERSION = 2
 # The API replays an Idempotency-Key's first response for 24 hours; an hour more
 # covers a replay logged late.
 REPLAY_WINDOW = datetime.timedelta(hours=25)
@@ -253,17 +256,12 @@ class ImportLogReader:
         return None
 
     def _convert_format_1(self) -> None:
-        version = self.state.get("format", STATE_FORMAT_VERSION)
-        if version not in {1, STATE_FORMAT_VERSION}:
-            msg = (
-                f"The state's import_log.format {version!r} was written by another version of "
-                f"tap-prism-imports (this one reads {STATE_FORMAT_VERSION}); "
-                "upgrade the tap or run without state."
-            )
-            raise ConfigValidationError(msg, errors=[msg])
-        if version == 1:
+        problems = import_log_problems(self.state, "bookmarks.import_jobs.import_log")
+        if problems:
+            raise StateValidationError(STATE_GIVEN, problems)
+        if self.state.get("format", IMPORT_LOG_FORMAT_VERSION) == 1:
             _convert(self.state, self.now)
-        self.state["format"] = STATE_FORMAT_VERSION
+        self.state["format"] = IMPORT_LOG_FORMAT_VERSION
         self._files = self.state.setdefault("files", {})
         self._recent = self.state.setdefault("recent", {})
 

@@ -12,7 +12,7 @@ import time
 import typing as t
 from dataclasses import dataclass, field
 
-from tap_prism_imports.pacing import RequestBudgetExhaustedError, RunStoppedError
+from tap_prism_imports.errors import RequestBudgetExhaustedError, RunStoppedError
 
 INTERRUPT_CHECK_SECONDS = 0.2
 
@@ -22,23 +22,6 @@ if t.TYPE_CHECKING:
     from tap_prism_imports.job_refs import JobRef
     from tap_prism_imports.signals import Interruption
     from tap_prism_imports.snapshots import JobSnapshot
-
-
-class JobNotFoundError(Exception):
-    """``fetch`` found no such job (404): unknown, expired, or asked for at a wrong URL."""
-
-    def __init__(self, reason: str, *, url: str) -> None:
-        super().__init__(reason)
-        #: What was asked for, for messages (never carries the key: it goes in a header).
-        self.url = url
-
-
-class JobFetchError(Exception):
-    """``fetch`` could not read the job this run; the other jobs go on."""
-
-
-class ApiUnreachableError(JobFetchError):
-    """No connection to ``api_url`` could be made, try after try: no job can be read."""
 
 
 @dataclass
@@ -73,7 +56,7 @@ class _Poll:
     previous: JobSnapshot | None = field(compare=False)
 
 
-class SnapshotPipeline:
+class JobFetcher:
     """Fetches jobs concurrently at the paced rate and hands them out in ref order.
 
     Up to ``window`` jobs are fetched ahead of the one being emitted. With a wait

@@ -1,0 +1,1 @@
+"""Each stream's record, one module per stream: schema, values and builders."""
