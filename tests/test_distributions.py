@@ -165,3 +165,45 @@ def test_the_sandbox_alone_serves_and_stops_on_sigterm(sandbox_venv: Path, tmp_p
             process.communicate()
     assert process.returncode == 0, err
     assert out.rstrip().endswith("prism-sandbox: stopped")
+
+
+IMPORT_LOG_PROJECT = ROOT / "packages" / "prism-import-log"
+WRITE_AND_READ = """
+import datetime, json, sys
+from prism_import_log import ImportLog, LogLine
+
+class Response:
+    status_code = 200
+    headers = {"Location": None}
+    content = json.dumps({"job_id": None, "status": "complete", "total": 1,
+                          "results": [{"id": None, "created": True}]}).encode()
+
+log = ImportLog(sys.argv[1])
+log.record(Response(), team_id="5eed0d3e-0000-4000-8000-000000000001",
+           object_type="contact", input_keys=["crm-1"])
+with open(sys.argv[1], encoding="utf-8") as file:
+    line = LogLine.from_document(json.loads(file.readline()))
+print(line.http_status, line.input_keys, line.response["total"])
+"""
+
+
+@pytest.fixture(scope="module")
+def import_log_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh environment holding the import log writer's wheel and nothing else."""
+    wheel = _build_wheel(IMPORT_LOG_PROJECT, tmp_path_factory.mktemp("import-log-wheel"))
+    venv = tmp_path_factory.mktemp("import-log-venv")
+    _run(sys.executable, "-m", "venv", "--without-pip", venv)
+    _run(*PIP, "--python", venv / "bin" / "python", "install", "--no-index", wheel)
+    return venv
+
+
+def test_the_import_log_writer_installs_alone_and_writes_a_line_it_reads(
+    import_log_venv: Path, tmp_path: Path
+) -> None:
+    python = import_log_venv / "bin" / "python"
+    names = "import importlib.metadata as m; print(sorted(d.name for d in m.distributions()))"
+    assert _run(python, "-c", names, env=_alone()).strip() == "['prism-import-log']"
+    log = tmp_path / "imports.jsonl"
+    output = _run(python, "-c", WRITE_AND_READ, log, env=_alone())
+    assert output.split() == ["200", "['crm-1']", "1"]
+    assert (log.stat().st_mode & 0o777) == 0o600

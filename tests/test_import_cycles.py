@@ -1,21 +1,29 @@
-"""No module of the sandbox imports itself back, type-only imports counted."""
+"""No module of the tap, the sandbox or the import log writer imports itself back,
+type-only imports counted."""
 
 from __future__ import annotations
 
 import textwrap
 from pathlib import Path
 
+import pytest
 from import_graph import describe_cycle, find_cycle, import_graph
 
 ROOT = Path(__file__).resolve().parent.parent
-SANDBOX = ROOT / "packages" / "prism-sandbox" / "prism_sandbox"
+PACKAGES = {
+    "tap_prism_imports": ROOT / "tap_prism_imports",
+    "prism_sandbox": ROOT / "packages" / "prism-sandbox" / "prism_sandbox",
+    "prism_import_log": ROOT / "packages" / "prism-import-log" / "prism_import_log",
+}
 
 
-def test_sandbox_imports_form_no_cycle() -> None:
-    graph = import_graph(SANDBOX, "prism_sandbox")
-    assert len(graph) == len(list(SANDBOX.rglob("*.py")))
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_imports_form_no_cycle(package: str) -> None:
+    folder = PACKAGES[package]
+    graph = import_graph(folder, package)
+    assert len(graph) == len(list(folder.rglob("*.py")))
     cycle = find_cycle(graph)
-    assert cycle is None, f"import cycle in prism_sandbox: {describe_cycle(cycle, graph)}"
+    assert cycle is None, f"import cycle in {package}: {describe_cycle(cycle, graph)}"
 
 
 def _package(root: Path, files: dict[str, str]) -> Path:
