@@ -45,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from pipeline_helpers import MELTANO, Postgres, postgres_server  # noqa: E402
+from helpers.pipeline_helpers import MELTANO, Postgres, postgres_server  # noqa: E402
 
 from prism_sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox  # noqa: E402
 

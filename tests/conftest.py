@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from pipeline_helpers import Postgres, postgres_server, require_plugin
-from tap_runner import new_sandbox
+from helpers.pipeline_helpers import Postgres, postgres_server, require_plugin
+from helpers.tap_runner import new_sandbox
 
 from prism_sandbox import Sandbox
 
