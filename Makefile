@@ -17,7 +17,7 @@ export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 export MELTANO_CLI_DISABLE_VERSION_CHECK := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help demo test lint pytest venv meltano plugins snowflake-plugin clean
+.PHONY: help demo test lint pytest pythons venv meltano plugins snowflake-plugin clean
 
 help:
 	@echo "make demo   - run the demo (sandbox API -> Meltano -> DuckDB -> dbt -> report)"
@@ -96,7 +96,12 @@ lint: $(VENV)/.installed
 pytest: $(VENV)/.installed .meltano/.plugins-installed .meltano/.snowflake-installed
 	PIPELINE_TESTS=required $(VENV)/bin/pytest $(PYTEST_ARGS)
 
-test: lint pytest
+# The unit tests again on the other Pythons the classifiers claim (each found here, in
+# .venv-py3.x); the output names the versions run and skipped.
+pythons: $(VENV)/.installed
+	$(VENV)/bin/python scripts/unit_tests_on_pythons.py
+
+test: lint pytest pythons
 
 clean:
-	rm -rf $(VENV) $(MELTANO_VENV) .meltano .demo output
+	rm -rf $(VENV) .venv-py3.* $(MELTANO_VENV) .meltano .demo output
