@@ -1,4 +1,4 @@
-"""The README's Snowflake type table is what target-snowflake itself would create.
+"""docs/warehouses.md's Snowflake type table is what target-snowflake itself would create.
 
 No Snowflake account is needed: the loader's own connector maps each property of the
 tap's discovered schemas to a SQL type, with the loader's config from ``meltano.yml``
@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.pipeline
 
-README = ROOT / "README.md"
-TABLE_HEADING = "### Snowflake (MeltanoLabs `target-snowflake`)"
-# The type the README says the loader's default `uuid_format: native` gives UUID columns.
+WAREHOUSES = ROOT / "docs" / "warehouses.md"
+TABLE_HEADING = "## Snowflake (MeltanoLabs `target-snowflake`)"
+# The type docs/warehouses.md says the loader's default `uuid_format: native` gives UUID columns.
 NATIVE_UUID_CLAIM = re.compile(r"the default `native` (?:declares|makes) them `([^`]+)`")
 
 # Reads {"config": {...}, "catalog": {...}} on stdin; prints, per stream, each column's
@@ -58,9 +58,9 @@ def clean_env() -> dict[str, str]:
 
 
 def snowflake_section() -> str:
-    text = README.read_text(encoding="utf-8")
-    assert TABLE_HEADING in text, f"README.md has no {TABLE_HEADING!r} section"
-    return text.split(TABLE_HEADING, 1)[1].split("\n### ", 1)[0]
+    text = WAREHOUSES.read_text(encoding="utf-8")
+    assert TABLE_HEADING in text, f"docs/warehouses.md has no {TABLE_HEADING!r} section"
+    return text.split(TABLE_HEADING, 1)[1].split("\n## ", 1)[0]
 
 
 def readme_snowflake_types() -> dict[str, str]:
@@ -71,9 +71,9 @@ def readme_snowflake_types() -> dict[str, str]:
     for row in rows:
         columns_cell, type_cell = (cell.strip() for cell in row.strip("|").split("|")[:2])
         sql_type = re.search(r"`([^`]+)`", type_cell)
-        assert sql_type, f"README.md Snowflake table: no `TYPE` in {row!r}"
+        assert sql_type, f"docs/warehouses.md Snowflake table: no `TYPE` in {row!r}"
         for column in re.findall(r"`([^`]+)`", columns_cell):
-            assert column not in types, f"README.md Snowflake table lists {column} twice"
+            assert column not in types, f"docs/warehouses.md Snowflake table lists {column} twice"
             types[column] = sql_type.group(1)
     return types
 
@@ -150,10 +150,10 @@ def test_readme_snowflake_types_are_the_loaders_own_mapping(
 def test_readme_names_the_type_the_default_uuid_format_gives(
     loader: tuple[Path, dict[str, object]],
 ) -> None:
-    """Why the README sets `uuid_format: string`: the loader's default maps UUIDs otherwise."""
+    """Why docs/warehouses.md sets `uuid_format: string`: the default maps UUIDs otherwise."""
     venv, config = loader
     claim = NATIVE_UUID_CLAIM.search(snowflake_section())
-    assert claim, "README.md's Snowflake table says what `uuid_format: native` gives"
+    assert claim, "docs/warehouses.md's Snowflake table says what `uuid_format: native` gives"
     native = loader_types(venv, {**config, "uuid_format": "native"})
     assert native["import_jobs"]["team_id"] == native["import_results"]["record_id"]
     assert native["import_results"]["record_id"] == claim.group(1)
