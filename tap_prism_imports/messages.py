@@ -26,6 +26,8 @@ class PrismMessageWriter(MsgSpecWriter):
     """Frames and writes every message; flushes at STATE."""
 
     _target_gone = False
+    # The framing of the last lines written: a run's import log imports share it.
+    _framing: tuple[str, str, bytes, bytes, bytes] = ("", "", b"", b"", b"")
 
     @override
     def write_message(self, message: t.Any) -> None:
@@ -44,10 +46,12 @@ class PrismMessageWriter(MsgSpecWriter):
 
         Stops between two blocks, never inside a line, when a stop is requested.
         """
-        head = b'{"type":"RECORD","stream":"' + stream_name.encode() + b'","record":'
-        tail = b',"time_extracted":"' + time_extracted.encode() + b'"}\n'
+        if self._framing[:2] != (stream_name, time_extracted):
+            head = b'{"type":"RECORD","stream":"' + stream_name.encode() + b'","record":'
+            tail = b',"time_extracted":"' + time_extracted.encode() + b'"}\n'
+            self._framing = (stream_name, time_extracted, head, tail, tail + head)
+        _, _, head, tail, between = self._framing
         # Every line becomes head + line + tail: one bytes.replace per block, in C.
-        between = tail + head
         for block in blocks:
             if interruption is not None and interruption.is_set():
                 return

@@ -80,18 +80,19 @@ def parse_snapshot(
 def snapshot_from_document(
     document: dict[str, t.Any],
     ref: JobRef,
-    fetched_at: datetime.datetime,
+    fetched_at: str,
     source_keys: Sequence[str | None] | None = None,
 ) -> JobSnapshot:
     """The snapshot a parsed body holds, judged as ``parse_snapshot`` judges its text.
 
-    ``source_keys`` (the import log's ``input_keys``, NUL removed) set each row's
-    ``source_key`` by position, unless their number differs from the rows': then no
-    row gets one, since a position off by one would name the wrong row.
+    ``fetched_at`` comes formatted (``times.format_datetime``): the import log's
+    imports of a run share it. ``source_keys`` (the import log's ``input_keys``, NUL
+    removed) set each row's ``source_key`` by position, unless their number differs
+    from the rows': then no row gets one, since a position off by one would name the
+    wrong row.
     """
-    fetched = format_datetime(fetched_at)
-    contents = read_document(document, ref, fetched, source_keys)
-    return _snapshot(contents, ref, fetched, source_keys)
+    contents = read_document(document, ref, fetched_at, source_keys)
+    return _snapshot(contents, ref, fetched_at, source_keys)
 
 
 def _snapshot(

@@ -24,18 +24,14 @@ import hashlib
 import typing as t
 from dataclasses import dataclass
 
-from prism_import_log.format import format_submitted_at
 from tap_prism_imports.errors import InvalidSnapshotError
 from tap_prism_imports.import_log.keys import InputKeysLocation
 from tap_prism_imports.import_log.lines import async_job_ref, canonical, strip_nul, strip_nul_all
 from tap_prism_imports.job_refs import JobRef
 from tap_prism_imports.records.import_jobs import failed_import_record, with_log_columns
 from tap_prism_imports.snapshots import snapshot_from_document
-from tap_prism_imports.times import format_datetime
 
 if t.TYPE_CHECKING:
-    import datetime
-
     from prism_import_log import LogLine
     from tap_prism_imports.import_log.files import FileProgress, Slot
     from tap_prism_imports.records.import_results import ResultsSpool
@@ -86,8 +82,9 @@ class LoggedImport:
     warnings: list[str]
     where: str
     claim: Claim
-    #: Replays of it within the API's idempotency window are the same import.
-    keyed: bool = False
+    #: For a sync import sent with an Idempotency-Key, when it was sent (epoch seconds):
+    #: its replays within the API's idempotency window are the same import.
+    replay_epoch: int | None = None
 
     def close(self) -> None:
         if self.results is not None:
@@ -97,7 +94,7 @@ class LoggedImport:
 
 def import_id(line: LogLine) -> str:
     """The id of a sync or rejected import: the same for every line of one import."""
-    submitted = format_submitted_at(line.submitted_at)
+    submitted = line.submitted_at_text
     if line.http_status == SYNC:
         if line.idempotency_key is not None:
             parts: list[object] = [line.team_id, line.idempotency_key, line.response]
@@ -128,7 +125,7 @@ def job_ref_item(line: LogLine, ref: JobRef, where: str, claim: Claim) -> Logged
         keys_at = InputKeysLocation(claim.progress.key, claim.slot.line, claim.slot.start)
     return LoggedJobRef(
         ref=ref,
-        submitted_at=format_submitted_at(line.submitted_at),
+        submitted_at=line.submitted_at_text,
         object_type=_object_type(line)[0],
         input_keys_at=keys_at,
         where=where,
@@ -137,9 +134,10 @@ def job_ref_item(line: LogLine, ref: JobRef, where: str, claim: Claim) -> Logged
 
 
 def import_item(
-    line: LogLine, job_id: str, where: str, claim: Claim, now: datetime.datetime
+    line: LogLine, job_id: str, where: str, claim: Claim, fetched_at: str
 ) -> LoggedImport:
-    """The sync or rejected import a line records, ready to emit."""
+    """The sync or rejected import a line records, ready to emit (``fetched_at``:
+    when the run read the log, formatted)."""
     warnings = [f"import {job_id} ({where}): {note}" for note in line.notes]
     object_type, nul = _object_type(line)
 
@@ -149,16 +147,18 @@ def import_item(
             record,
             mode=mode,
             object_type=object_type,
-            submitted_at=format_submitted_at(line.submitted_at),
+            submitted_at=line.submitted_at_text,
         )
-        keyed = mode == "sync" and line.idempotency_key is not None
-        return LoggedImport(job_id, mode, record, results, warnings, where, claim, keyed=keyed)
+        # Replays of a keyed sync import are one import: remembered by when it was sent.
+        replayable = mode == "sync" and line.idempotency_key is not None
+        remember = int(line.submitted_at.timestamp()) if replayable else None
+        return LoggedImport(job_id, mode, record, results, warnings, where, claim, remember)
 
     def failed(code: str, message: str | None) -> dict[str, t.Any]:
         return failed_import_record(
             line.team_id,
             job_id,
-            fetched_at=format_datetime(now),
+            fetched_at=fetched_at,
             error_code=code,
             error_message=message,
             total=line.row_count or 0,
@@ -174,7 +174,8 @@ def import_item(
     keys, key_nul = (None, 0) if line.input_keys is None else strip_nul_all(line.input_keys)
     nul += key_nul
     try:
-        snapshot = snapshot_from_document(line.response, JobRef(line.team_id, job_id), now, keys)
+        ref = JobRef(line.team_id, job_id)
+        snapshot = snapshot_from_document(line.response, ref, fetched_at, keys)
     except InvalidSnapshotError as error:
         why = f"the POST answered 200 but its body is no import snapshot: {error}"
         warnings.append(f"import {job_id} ({where}): {why}; loaded as failed ({UNUSABLE})")

@@ -35,6 +35,7 @@ from tap_prism_imports.state import (
     StateValidationError,
     import_log_problems,
 )
+from tap_prism_imports.times import format_datetime
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator, MutableMapping
@@ -84,6 +85,7 @@ class ImportLogReader:
         self._opened = [_Opened(f) for f in files.resolve(self.spec, self.warnings)]
         self._claimed_this_run: set[str] = set()
         self._expired_before = self.now - RETENTION
+        self._fetched_at = format_datetime(self.now)
         self._resolved = False
 
     @property
@@ -128,11 +130,8 @@ class ImportLogReader:
     def confirm(self, item: Item) -> None:
         """``item`` was emitted (or its job handed to the ledger): its line is dealt with."""
         claim = item.claim
-        if isinstance(item, imports.LoggedImport) and item.keyed:
-            submitted = int(
-                datetime.datetime.fromisoformat(item.record["submitted_at"]).timestamp()
-            )
-            self._recent[item.job_id] = max(submitted, self._recent.get(item.job_id, 0))
+        if isinstance(item, imports.LoggedImport) and item.replay_epoch is not None:
+            self._recent[item.job_id] = max(item.replay_epoch, self._recent.get(item.job_id, 0))
         if claim.was_error:
             claim.progress.fixed(claim.slot.line)
         else:
@@ -207,7 +206,7 @@ class ImportLogReader:
             dealt_with()  # a replay of an import already emitted (or being emitted)
             return
         self._claimed_this_run.add(job_id)
-        yield imports.import_item(line, job_id, where, claim, self.now)
+        yield imports.import_item(line, job_id, where, claim, self._fetched_at)
 
     def _unreadable(self, log_file: files.LogFile, reason: str) -> None:
         self.errors.append(

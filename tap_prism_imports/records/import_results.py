@@ -92,32 +92,52 @@ SCHEMA = th.PropertiesList(
 
 
 class ResultsSpool:
-    """A job's ``import_results`` records as JSON lines, counted by outcome."""
+    """A job's ``import_results`` records as JSON lines, counted by outcome.
+
+    Held in memory while small (most log imports, and every job fetched ahead of its
+    turn, stay so), in a temporary file past ``SPOOL_MEMORY_BYTES``.
+    """
 
     def __init__(self) -> None:
-        self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115
+        self._blocks: list[bytes] = []
+        self._size = 0
+        self._file: t.IO[bytes] | None = None
         self.count = 0
         self.outcomes: Counter[str | None] = Counter()
 
     def append_block(self, block: bytes, count: int, outcomes: list[str | None]) -> None:
         """Append ``count`` record lines at once (``outcomes``: one per line)."""
-        try:
-            self._file.write(block)
-        except OSError as error:
-            # Past SPOOL_MEMORY_BYTES the rows go to a temporary file: name where.
-            folder = tempfile.gettempdir()
-            reason = f"cannot spool the rows in the temporary folder {folder} (TMPDIR)"
-            raise type(error)(error.errno, f"{reason}: {error.strerror}") from error
+        if self._file is None and self._size + len(block) <= SPOOL_MEMORY_BYTES:
+            self._blocks.append(block)
+            self._size += len(block)
+        else:
+            try:
+                if self._file is None:
+                    self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+                    self._file.write(b"".join(self._blocks))
+                    self._blocks = []
+                self._file.write(block)
+            except OSError as error:
+                folder = tempfile.gettempdir()
+                reason = f"cannot spool the rows in the temporary folder {folder} (TMPDIR)"
+                raise type(error)(error.errno, f"{reason}: {error.strerror}") from error
         self.count += count
         self.outcomes.update(outcomes)
 
     def lines(self) -> Iterator[bytes]:
         """Each record's JSON text, with its trailing newline."""
+        if self._file is None:
+            for block in self._blocks:
+                yield from block.splitlines(keepends=True)
+            return
         self._file.seek(0)
         yield from self._file
 
     def blocks(self, size: int) -> Iterator[bytes]:
         """The record lines in blocks of about ``size`` bytes, each ending with a newline."""
+        if self._file is None:
+            yield from self._blocks
+            return
         self._file.seek(0)
         rest = b""
         while chunk := self._file.read(size):
@@ -130,7 +150,9 @@ class ResultsSpool:
             yield rest
 
     def close(self) -> None:
-        self._file.close()
+        self._blocks = []
+        if self._file is not None:
+            self._file.close()
 
 
 class ResultLines:

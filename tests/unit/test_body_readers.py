@@ -28,6 +28,7 @@ from tap_prism_imports.errors import InvalidSnapshotError
 from tap_prism_imports.import_log.lines import ImportLogLineError, parse_log_line
 from tap_prism_imports.job_refs import JobRef
 from tap_prism_imports.snapshots import parse_snapshot, snapshot_from_document
+from tap_prism_imports.times import format_datetime
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -214,7 +215,7 @@ def _as_logged(body: bytes) -> dict[str, t.Any] | None:
 
 def _read_document(document: dict[str, t.Any]) -> Reading:
     try:
-        snapshot = snapshot_from_document(document, REF, FETCHED)
+        snapshot = snapshot_from_document(document, REF, format_datetime(FETCHED))
     except InvalidSnapshotError as error:
         return ("unusable", str(error))
     lines = [] if snapshot.results is None else list(snapshot.results.lines())

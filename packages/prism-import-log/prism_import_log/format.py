@@ -27,6 +27,7 @@ for the reader to report. Unknown fields are ignored (forward compatible).
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import re
 import typing as t
@@ -70,7 +71,7 @@ class LogLine:
             "v": FORMAT_VERSION,
             "team_id": self.team_id,
             "object_type": self.object_type,
-            "submitted_at": format_submitted_at(self.submitted_at),
+            "submitted_at": self.submitted_at_text,
             "http_status": self.http_status,
             "location": self.location,
             "idempotency_key": self.idempotency_key,
@@ -108,6 +109,11 @@ class LogLine:
             rows=_rows(document.get("rows"), notes),
             notes=tuple(notes),
         )
+
+    @functools.cached_property
+    def submitted_at_text(self) -> str:
+        """``submitted_at`` in the one form the log holds."""
+        return format_submitted_at(self.submitted_at)
 
     @property
     def row_count(self) -> int | None:
