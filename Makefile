@@ -69,8 +69,8 @@ PLUGINS := tap-prism-imports tap-prism-imports-batch target-jsonl target-duckdb 
 
 # Meltano's and its plugins' environments get no bytecode at install, and with
 # PYTHONDONTWRITEBYTECODE set (as in many container images) every process start
-# compiles each module again: measured, 1.4 s of CPU for the tap's --discover instead
-# of 0.3 s, paid by the tap twice per `meltano run`, by Meltano and by the loader.
+# compiles each module again, paid by the tap twice per `meltano run`, by Meltano and
+# by the loader (measured: docs/performance.md, "Start-up and bytecode").
 # compileall exits non-zero for the odd file written for another Python (those are
 # compiled at import, as before), so its status is not checked.
 COMPILE_BYTECODE = for venv in $(MELTANO_VENV) .meltano/*/*/venv; do \

@@ -8,9 +8,8 @@ while small and moves to a temporary file when it grows.
 Two readers share one rule for turning a row into a record line:
 
 * The fast one finds where ``results`` opens, then cuts the array at row boundaries
-  and parses each cut with orjson in C (measured on a million rows: 1.8 s of CPU for
-  the whole body, where walking ijson's ten or so events per row in Python took
-  3.4 s, and yajl's tokenizing alone 1.9 s). A cut is tried at a
+  and parses each cut with orjson in C (a fraction of walking ijson's ten or so
+  events per row in Python: docs/performance.md, "Reading a body"). A cut is tried at a
   ``}``; it only parses when that brace truly ends a row of the array, because the
   rows before it were parsed from a known row boundary, so a brace inside a string
   or a nested value leaves the cut unbalanced. The top-level fields before and
