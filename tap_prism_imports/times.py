@@ -1,28 +1,20 @@
-"""The one date-time form the tap emits and stores: UTC, microseconds, explicit offset."""
+"""The one date-time form the tap emits and stores: UTC, microseconds, explicit offset.
+
+It is the import log's own (``prism_import_log.format``), so a date-time read from the
+log and one read from the API come out alike.
+"""
 
 from __future__ import annotations
 
 import datetime
 
+from prism_import_log.format import format_datetime, parse_datetime
+
+__all__ = ["format_datetime", "normalize_datetime", "parse_datetime", "utc_now"]
+
 
 def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
-
-
-def format_datetime(moment: datetime.datetime) -> str:
-    """The one date-time format the tap emits: UTC, microseconds, explicit offset."""
-    return moment.astimezone(datetime.timezone.utc).isoformat(timespec="microseconds")
-
-
-def parse_datetime(value: str) -> datetime.datetime:
-    """Parse an RFC 3339 date-time; one without an offset is taken as UTC."""
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    moment = datetime.datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment
 
 
 def normalize_datetime(value: object) -> str | None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
 import typing as t
 
 import requests
 
 from prism_sandbox import DEMO_API_KEY, DEMO_TEAM_ID
+
+if t.TYPE_CHECKING:
+    from prism_import_log import ImportLog
+    from prism_sandbox import Sandbox
 
 
 def api_request(
@@ -36,3 +41,30 @@ def ref_path(ref: str) -> str:
     """The API path of a ``TEAM_ID/JOB_ID`` ref."""
     team, job_id = ref.split("/")
     return job_path(job_id, team)
+
+
+def post_and_log(
+    sandbox: Sandbox,
+    log: ImportLog,
+    rows: list[t.Any],
+    keys: list[str],
+    *,
+    idempotency_key: str,
+    object_type: str = "contact",
+) -> dict[str, t.Any]:
+    """POST an import as a caller does and log the answer; returns the logged entry."""
+    submitted_at = datetime.datetime.now(datetime.timezone.utc)
+    response = requests.post(
+        f"{sandbox.base_url}/v2/prism/{sandbox.team_id}/{object_type}/import",
+        json={"objects": rows, "options": {"dedupe_by": "email", "caseInsensitive": True}},
+        headers={"x-api-key": sandbox.api_key, "Idempotency-Key": idempotency_key},
+        timeout=30,
+    )
+    return log.record(
+        response,
+        team_id=sandbox.team_id,
+        object_type=object_type,
+        input_keys=keys,
+        idempotency_key=idempotency_key,
+        submitted_at=submitted_at,
+    )

@@ -10,6 +10,7 @@ them fail instead.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import pwd
@@ -298,3 +299,18 @@ def postgres_server(timezone: str = "America/New_York") -> Iterator[Postgres]:
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def utc(value: str) -> datetime.datetime:
+    """A logged or API date-time as the naive UTC value a ``timestamp`` column holds."""
+    moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def naive(value: str | None) -> datetime.datetime | None:
+    """A ``timestamp without time zone`` as PostgreSQL's JSON renders it."""
+    return None if value is None else datetime.datetime.fromisoformat(value)
+
+
+def now_utc() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)

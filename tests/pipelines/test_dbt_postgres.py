@@ -24,7 +24,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import requests
+from helpers.api_requests import post_and_log
 from helpers.pipeline_helpers import ROOT, Meltano, Postgres, job_refs_file, require_plugin
 
 from prism_sandbox import seed_demo
@@ -63,25 +63,6 @@ BAD_LOAD_FAILURES = (
     # A status the API never sends.
     "FAIL 1 accepted_values_stg_prism__import_jobs_status__complete__processing__failed",
 )
-
-
-def post_import(
-    sandbox: Sandbox, log: ImportLog, rows: list[Any], keys: list[str], idempotency_key: str
-) -> dict[str, Any]:
-    """POST a contact import as a caller does and log the answer."""
-    response = requests.post(
-        f"{sandbox.base_url}/v2/prism/{sandbox.team_id}/contact/import",
-        json={"objects": rows, "options": {"dedupe_by": "email", "caseInsensitive": True}},
-        headers={"x-api-key": sandbox.api_key, "Idempotency-Key": idempotency_key},
-        timeout=30,
-    )
-    return log.record(
-        response,
-        team_id=sandbox.team_id,
-        object_type="contact",
-        input_keys=keys,
-        idempotency_key=idempotency_key,
-    )
 
 
 def project_copy(path: Path) -> Path:
@@ -238,8 +219,10 @@ def test_models_build_on_a_real_load_and_a_bad_load_fails_the_build(
     demo = [ref.split("/", 1)[1] for ref in seed_demo(sandbox)]
     complete, failed = demo[:3], demo[4]
     log = ImportLog(tmp_path / "imports.jsonl")
-    sync_line = post_import(sandbox, log, SYNC_ROWS, SYNC_KEYS, "crm-batch-1")
-    rejected_line = post_import(sandbox, log, REJECTED_ROWS, REJECTED_KEYS, "leads-batch-1")
+    sync_line = post_and_log(sandbox, log, SYNC_ROWS, SYNC_KEYS, idempotency_key="crm-batch-1")
+    rejected_line = post_and_log(
+        sandbox, log, REJECTED_ROWS, REJECTED_KEYS, idempotency_key="leads-batch-1"
+    )
     assert (sync_line["http_status"], rejected_line["http_status"]) == (200, 400)
 
     meltano = Meltano.for_sandbox(sandbox, tmp_path, job_refs_file(sandbox, tmp_path / "refs"))

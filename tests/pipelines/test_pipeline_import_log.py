@@ -13,16 +13,16 @@ each answer is logged with ``ImportLog``. Three runs into a real PostgreSQL:
 
 from __future__ import annotations
 
-import datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import requests
-from helpers.pipeline_helpers import Meltano, Postgres
+from helpers.api_requests import post_and_log
+from helpers.pipeline_helpers import Meltano, Postgres, naive, now_utc, utc
 
 from tap_prism_imports.import_log import ImportLog
 
 if TYPE_CHECKING:
+    import datetime
     from pathlib import Path
 
     from prism_sandbox import Sandbox
@@ -56,47 +56,6 @@ REJECTED_ROWS: list[Any] = [
     {"default": {"name": "Lead 3"}},
 ]
 ASYNC_KEYS = [f"D-{number}" for number in range(150)]
-
-
-def post_import(
-    sandbox: Sandbox,
-    log: ImportLog,
-    object_type: str,
-    rows: list[Any],
-    keys: list[str],
-    *,
-    idempotency_key: str,
-) -> dict[str, Any]:
-    """POST an import as a caller does and log the answer; returns the logged entry."""
-    submitted_at = datetime.datetime.now(datetime.timezone.utc)
-    response = requests.post(
-        f"{sandbox.base_url}/v2/prism/{sandbox.team_id}/{object_type}/import",
-        json={"objects": rows, "options": {"dedupe_by": "email", "caseInsensitive": True}},
-        headers={"x-api-key": sandbox.api_key, "Idempotency-Key": idempotency_key},
-        timeout=30,
-    )
-    return log.record(
-        response,
-        team_id=sandbox.team_id,
-        object_type=object_type,
-        input_keys=keys,
-        idempotency_key=idempotency_key,
-        submitted_at=submitted_at,
-    )
-
-
-def utc(value: str) -> datetime.datetime:
-    """A logged or API date-time as the naive UTC value a ``timestamp`` column holds."""
-    moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return moment.astimezone(datetime.timezone.utc).replace(tzinfo=None)
-
-
-def naive(value: str | None) -> datetime.datetime | None:
-    return None if value is None else datetime.datetime.fromisoformat(value)
-
-
-def now_utc() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
 def column_types(postgres: Postgres, table: str) -> dict[str, str]:
@@ -211,14 +170,10 @@ def test_an_import_log_loads_into_postgres_with_zero_requests_for_what_it_answer
     sandbox: Sandbox, postgres: Postgres, tmp_path: Path
 ) -> None:
     log = ImportLog(tmp_path / "imports.jsonl")
-    sync_line = post_import(
-        sandbox, log, "contact", SYNC_ROWS, SYNC_KEYS, idempotency_key="crm-batch-1"
-    )
-    replay_line = post_import(
-        sandbox, log, "contact", SYNC_ROWS, SYNC_KEYS, idempotency_key="crm-batch-1"
-    )
-    rejected_line = post_import(
-        sandbox, log, "contact", REJECTED_ROWS, REJECTED_KEYS, idempotency_key="leads-batch-1"
+    sync_line = post_and_log(sandbox, log, SYNC_ROWS, SYNC_KEYS, idempotency_key="crm-batch-1")
+    replay_line = post_and_log(sandbox, log, SYNC_ROWS, SYNC_KEYS, idempotency_key="crm-batch-1")
+    rejected_line = post_and_log(
+        sandbox, log, REJECTED_ROWS, REJECTED_KEYS, idempotency_key="leads-batch-1"
     )
     assert [sync_line["http_status"], replay_line["http_status"]] == [200, 200]
     no_refs = tmp_path / "refs.txt"
@@ -242,8 +197,8 @@ def test_an_import_log_loads_into_postgres_with_zero_requests_for_what_it_answer
 
     # Run 3: an async import joins the log; only its job is requested.
     deals = [{"default": {"name": f"Deal {key}", "external_id": key}} for key in ASYNC_KEYS]
-    async_line = post_import(
-        sandbox, log, "deal", deals, ASYNC_KEYS, idempotency_key="deals-batch-1"
+    async_line = post_and_log(
+        sandbox, log, deals, ASYNC_KEYS, idempotency_key="deals-batch-1", object_type="deal"
     )
     assert async_line["http_status"] == 202
     job_id = async_line["response"]["job_id"]

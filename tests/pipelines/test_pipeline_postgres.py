@@ -14,17 +14,17 @@ local time instead of UTC would show.
 
 from __future__ import annotations
 
-import datetime
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from helpers.pipeline_helpers import Meltano, Postgres, job_refs_file
+from helpers.pipeline_helpers import Meltano, Postgres, job_refs_file, naive, now_utc, utc
 
 from prism_sandbox import seed_demo
 
 if TYPE_CHECKING:
+    import datetime
     from pathlib import Path
 
     from prism_sandbox import Sandbox
@@ -82,21 +82,6 @@ RESULT_FIELDS = (
 
 
 # ---------------------------------------------------------------- expectations
-
-
-def utc(value: str) -> datetime.datetime:
-    """An API date-time as the naive UTC value a ``timestamp`` column should hold."""
-    moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return moment.astimezone(datetime.timezone.utc).replace(tzinfo=None)
-
-
-def naive(value: str | None) -> datetime.datetime | None:
-    """A ``timestamp without time zone`` as PostgreSQL's JSON renders it."""
-    return None if value is None else datetime.datetime.fromisoformat(value)
-
-
-def now_utc() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
 def expected_job(snapshot: dict[str, Any]) -> dict[str, Any]:

@@ -113,7 +113,7 @@ class LogLine:
     @functools.cached_property
     def submitted_at_text(self) -> str:
         """``submitted_at`` in the one form the log holds."""
-        return format_submitted_at(self.submitted_at)
+        return format_datetime(self.submitted_at)
 
     @property
     def row_count(self) -> int | None:
@@ -127,12 +127,12 @@ def is_team_id(value: object) -> bool:
     return isinstance(value, str) and UUID_PATTERN.fullmatch(value) is not None
 
 
-def format_submitted_at(moment: datetime.datetime) -> str:
-    """UTC, microseconds, explicit offset: the one form the log holds."""
+def format_datetime(moment: datetime.datetime) -> str:
+    """UTC, microseconds, explicit offset: the one form the log holds (and the tap emits)."""
     return moment.astimezone(datetime.timezone.utc).isoformat(timespec="microseconds")
 
 
-def parse_submitted_at(value: str) -> datetime.datetime:
+def parse_datetime(value: str) -> datetime.datetime:
     """An RFC 3339 date-time, in UTC; one without an offset is taken as UTC."""
     text = value.strip()
     if text.endswith(("Z", "z")):
@@ -159,7 +159,7 @@ def _object_type(value: object) -> str:
 
 def _submitted_at(value: object) -> datetime.datetime:
     try:
-        return parse_submitted_at(t.cast("str", value))
+        return parse_datetime(t.cast("str", value))
     except (ValueError, AttributeError, TypeError, OverflowError) as error:
         msg = f"submitted_at {value!r} is not an RFC 3339 date-time"
         raise LogLineError(msg) from error
