@@ -54,12 +54,17 @@ $(MELTANO_VENV)/.installed:
 # environment. dbt-duckdb builds the demo's models, dbt-postgres the pipeline tests'.
 PLUGINS := tap-prism-imports tap-prism-imports-batch target-jsonl target-duckdb target-postgres \
 	dbt-duckdb dbt-postgres
-# The tap plugin holds a copy of the writer distribution: reinstalled when it changes.
-.meltano/.plugins-installed: meltano.yml pyproject.toml $(MELTANO_VENV)/.installed \
-		$(wildcard $(IMPORT_LOG)/pyproject.toml $(IMPORT_LOG)/prism_import_log/*.py)
+.meltano/.plugins-installed: meltano.yml pyproject.toml $(IMPORT_LOG)/pyproject.toml \
+		$(MELTANO_VENV)/.installed
 	$(MELTANO) install $(PLUGINS)
+	$(WRITER_EDITABLE_IN_TAP_PLUGIN)
 	$(COMPILE_BYTECODE)
 	touch $@
+
+# The tap plugin got a copy of the writer distribution, and an installer keeps a copy
+# whose version did not change: here it is made editable, so it is always this tree's.
+WRITER_EDITABLE_IN_TAP_PLUGIN = $(MELTANO_VENV)/bin/uv pip install --quiet --no-deps \
+	--python .meltano/extractors/tap-prism-imports/venv/bin/python -e $(IMPORT_LOG)
 
 # target-snowflake only for its type-mapping test (tests/test_snowflake_types.py),
 # dbt-snowflake only for the models' offline compile check (tests/test_dbt_snowflake.py).
