@@ -1,18 +1,21 @@
 """The one writer of the tap's stdout: every Singer message goes out through it.
 
-Messages are encoded with msgspec and stdout is flushed at STATE messages only: the
-SDK's writers flush after every message (measured: a third of the per-record cost).
-Records before a STATE reach the target with it, so nothing a STATE claims can be
-lost in the buffer. Spooled ``import_results`` lines are framed here as RECORD
-messages in large blocks, skipping per-record encoding entirely.
+Messages are encoded with msgspec and gathered into writes of ``PENDING_BYTES``;
+stdout is flushed at STATE messages only. The SDK's writers flush after every message
+(measured: a third of the per-record cost), and a write per small import was a sixth
+of a long import log's run. Records before a STATE reach the target with it, so
+nothing a STATE claims can be lost in the buffer; records after the last STATE go out
+at exit, as Python's own buffer would send them. Spooled ``import_results`` lines are
+framed here as RECORD messages in large blocks, skipping per-record encoding entirely.
 """
 
 from __future__ import annotations
 
 import sys
 import typing as t
+import weakref
 
-from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.contrib.msgspec import MsgSpecWriter, serialize_jsonl
 from singer_sdk.singerlib.encoding.simple import StateMessage
 from typing_extensions import override
 
@@ -22,6 +25,9 @@ if t.TYPE_CHECKING:
     from tap_prism_imports.signals import Interruption
 
 
+PENDING_BYTES = 1 << 18
+
+
 class PrismMessageWriter(MsgSpecWriter):
     """Frames and writes every message; flushes at STATE."""
 
@@ -29,10 +35,27 @@ class PrismMessageWriter(MsgSpecWriter):
     # The framing of the last lines written: a run's import log imports share it.
     _framing: tuple[str, str, bytes, bytes, bytes] = ("", "", b"", b"", b"")
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending = bytearray()
+        # Whatever follows the last STATE still goes out when the process exits
+        # (the callback holds the buffer, not the writer).
+        weakref.finalize(self, _send_at_exit, self._pending)
+
+    @override
+    def serialize_message(self, message: t.Any) -> bytearray:
+        if isinstance(message, StateMessage):
+            # The SDK's path copies the whole state into a new dict first (dataclasses'
+            # asdict): measured at 5% of a 100,000-import log run whose state keeps
+            # every recent keyed import.
+            return serialize_jsonl({"type": "STATE", "value": message.value})
+        return super().serialize_message(message)
+
     @override
     def write_message(self, message: t.Any) -> None:
         self._write(self.format_message(message))
         if isinstance(message, StateMessage):
+            self._send_pending()
             sys.stdout.flush()
 
     def write_record_lines(
@@ -61,18 +84,40 @@ class PrismMessageWriter(MsgSpecWriter):
         if self._target_gone:
             return  # nothing written now could arrive; the first BrokenPipeError ends the run
         # The CLI's stdout has a binary buffer; tests capture stdout as text.
-        binary: t.BinaryIO | None = getattr(sys.stdout, "buffer", None)
+        if getattr(sys.stdout, "buffer", None) is None:
+            sys.stdout.write(bytes(data).decode())
+            return
+        # Copied now: msgspec reuses (and resizes) the buffer ``data`` may be.
+        self._pending += data
+        if len(self._pending) >= PENDING_BYTES:
+            self._send_pending()
+
+    def _send_pending(self) -> None:
+        if not self._pending or self._target_gone:
+            return
         try:
-            if binary is None:
-                sys.stdout.write(bytes(data).decode())
-                return
-            # A signal arriving mid-write returns a partial count (measured on a pipe):
-            # the rest must follow, or the next message would land inside this line. The
-            # view is released at once: msgspec reuses (and resizes) its buffer.
-            with memoryview(data) as view:
-                written = binary.write(view)
-                while written < len(view):
-                    written += binary.write(view[written:])
+            _send(self._pending)
         except BrokenPipeError:
             self._target_gone = True
             raise
+        finally:
+            self._pending.clear()
+
+
+def _send(data: bytearray) -> None:
+    binary: t.BinaryIO = sys.stdout.buffer
+    # A signal arriving mid-write returns a partial count (measured on a pipe): the
+    # rest must follow, or the next message would land inside this line.
+    with memoryview(data) as view:
+        written = binary.write(view)
+        while written < len(view):
+            written += binary.write(view[written:])
+
+
+def _send_at_exit(pending: bytearray) -> None:
+    if pending and getattr(sys.stdout, "buffer", None) is not None:
+        try:
+            _send(pending)
+            sys.stdout.flush()
+        except OSError:
+            pass  # the target is gone: records no STATE claimed are sent again next run

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from prism_import_log import ImportLog, LogLine, LogLineError
+from prism_import_log.format import format_datetime, parse_datetime
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -86,3 +87,30 @@ def test_a_reader_takes_odd_values_as_text_and_notes_it() -> None:
     assert line.rows is None
     assert line.notes[0] == "the writer changed something"
     assert len(line.notes) == 3
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "2026-11-20T10:00:00.000000+00:00",
+        "2026-11-20T10:00:00Z",
+        "2026-11-20T10:00:00.5+00:00",
+        "2026-11-20T11:00:00.000000+01:00",
+        "2026-11-20 10:00:00.000000+00:00",
+        " 2026-11-20T10:00:00.000000+00:00",
+        "2026-11-20T10:00:00.123456",
+        "2026-11-20T10:00:00.123456-00:00",
+    ],
+)
+def test_submitted_at_reads_back_in_the_one_form(written: str) -> None:
+    document = {
+        "v": 1,
+        "team_id": TEAM,
+        "object_type": "contact",
+        "submitted_at": written,
+        "http_status": 200,
+        "response": {},
+    }
+    line = LogLine.from_document(document)
+    assert line.submitted_at_text == format_datetime(parse_datetime(written))
+    assert line.to_document()["submitted_at"] == line.submitted_at_text

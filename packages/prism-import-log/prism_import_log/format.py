@@ -41,6 +41,10 @@ MAX_OBJECT_TYPE_LENGTH = 64
 UUID_PATTERN = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
+# submitted_at as format_datetime writes it (hours and seconds in range, UTC).
+_WRITTEN_DATETIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}\+00:00", re.ASCII
+)
 # The HTTP status codes a response can have.
 HTTP_STATUSES = range(100, 600)
 
@@ -97,10 +101,11 @@ class LogLine:
             raise LogLineError(msg)
         notes = _writer_notes(document.get("writer_notes"))
         input_keys = _input_keys(document.get("input_keys"), notes)
-        return cls(
+        submitted_at = document.get("submitted_at")
+        line = cls(
             team_id=_team_id(document.get("team_id")),
             object_type=_object_type(document.get("object_type")),
-            submitted_at=_submitted_at(document.get("submitted_at")),
+            submitted_at=_submitted_at(submitted_at),
             http_status=_http_status(document.get("http_status")),
             response=_response(document.get("response")),
             location=_optional_text(document, "location"),
@@ -109,6 +114,12 @@ class LogLine:
             rows=_rows(document.get("rows"), notes),
             notes=tuple(notes),
         )
+        if isinstance(submitted_at, str) and _WRITTEN_DATETIME.fullmatch(submitted_at):
+            # Already in the one form (it parsed, so it is a real moment): the cached
+            # property keeps it instead of formatting it again (measured: 3% of a
+            # 100,000-import run).
+            line.__dict__["submitted_at_text"] = submitted_at
+        return line
 
     @functools.cached_property
     def submitted_at_text(self) -> str:

@@ -1,0 +1,31 @@
+"""The tap's message writer frames STATE exactly as the SDK's writer does."""
+
+from __future__ import annotations
+
+import decimal
+
+from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.singerlib.encoding.simple import RecordMessage, StateMessage
+
+from tap_prism_imports.messages import PrismMessageWriter
+
+
+def test_a_state_message_is_the_bytes_the_sdk_writes() -> None:
+    value = {
+        "bookmarks": {
+            "import_jobs": {"partitions": [], "ledger": {"a": {"status": None, "misses": 0}}},
+            "import_results": {"replication_key_value": None},
+        },
+        "import_log": {"files": {"x.jsonl": {"offset": 10, "errors": []}}, "recent": {}},
+        "odd": [decimal.Decimal("1.50"), "\u00e9\ufffd", None, True],
+    }
+    # bytes(): both writers return the one buffer msgspec reuses.
+    ours = bytes(PrismMessageWriter().format_message(StateMessage(value=value)))
+    assert ours == bytes(MsgSpecWriter().format_message(StateMessage(value=value)))
+    assert ours.startswith(b'{"type":"STATE","value":{"bookmarks":')
+
+
+def test_other_messages_keep_the_sdk_framing() -> None:
+    message = RecordMessage(stream="import_jobs", record={"job_id": "j", "total": None})
+    ours = bytes(PrismMessageWriter().format_message(message))
+    assert ours == bytes(MsgSpecWriter().format_message(message))
