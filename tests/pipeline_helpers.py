@@ -40,6 +40,14 @@ RUN_TIMEOUT_SECONDS = 600
 _FOREIGN_ENV = re.compile(r"^(TAP_PRISM_IMPORTS_|TARGET_|MELTANO_|MICRO_)")
 
 
+def offline_env() -> dict[str, str]:
+    """This process's environment without the caller's pipeline settings, Meltano offline."""
+    env = {key: value for key, value in os.environ.items() if not _FOREIGN_ENV.match(key)}
+    env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    env["MELTANO_CLI_DISABLE_VERSION_CHECK"] = "true"
+    return env
+
+
 def missing(reason: str) -> NoReturn:
     """Skip the test, or fail it when ``PIPELINE_TESTS=required``."""
     if os.environ.get("PIPELINE_TESTS") == "required":
@@ -73,20 +81,25 @@ class Meltano:
     project: Path = ROOT
 
     @classmethod
-    def for_sandbox(cls, sandbox: Sandbox, workdir: Path, refs_file: Path) -> Meltano:
-        env = {key: value for key, value in os.environ.items() if not _FOREIGN_ENV.match(key)}
+    def offline(cls, workdir: Path, project: Path = ROOT) -> Meltano:
+        """Meltano in ``project``, offline, with a system database in ``workdir``."""
         database = workdir / "meltano.db"
-        env.update(
+        env = {**offline_env(), "MELTANO_DATABASE_URI": f"sqlite:///{database}"}
+        return cls(database, env, project)
+
+    @classmethod
+    def for_sandbox(
+        cls, sandbox: Sandbox, workdir: Path, refs_file: Path, project: Path = ROOT
+    ) -> Meltano:
+        meltano = cls.offline(workdir, project)
+        meltano.env.update(
             {
-                "MELTANO_DATABASE_URI": f"sqlite:///{database}",
-                "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-                "MELTANO_CLI_DISABLE_VERSION_CHECK": "true",
                 "TAP_PRISM_IMPORTS_API_URL": sandbox.base_url,
                 "TAP_PRISM_IMPORTS_API_KEY": DEMO_API_KEY,
                 "TAP_PRISM_IMPORTS_JOB_IDS_FILE": str(refs_file),
             }
         )
-        return cls(database, env)
+        return meltano
 
     def command(
         self, *args: str, extra_env: Mapping[str, str] | None = None
@@ -110,6 +123,39 @@ class Meltano:
             tail = "\n".join(output.splitlines()[-60:])
             pytest.fail(f"meltano run {' '.join(blocks)} exited {result.returncode}:\n{tail}")
         return output
+
+
+def new_project(directory: Path) -> Path:
+    """A project made by ``meltano init`` in ``directory`` (which must not exist yet).
+
+    Nothing is installed in it: ``borrow_plugin`` lends it the repository's plugins.
+    """
+    if not MELTANO.exists():
+        missing(f"Meltano is not installed at {MELTANO}")
+    result = subprocess.run(
+        [str(MELTANO), "init", "--no-usage-stats", str(directory)],
+        env=offline_env(),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_SECONDS,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return directory
+
+
+def borrow_plugin(project: Path, kind: str, name: str, executable: str | None = None) -> None:
+    """Give ``project`` the repository's installed plugin ``name`` without installing it.
+
+    The project's venv is a directory of links to the entries of the repository's venv: if
+    Meltano ever reinstalled the plugin there (it first deletes the venv directory), it
+    would delete the links, never the repository's plugin.
+    """
+    source = require_plugin(kind, name, executable)
+    venv = project / ".meltano" / kind / name / "venv"
+    venv.mkdir(parents=True)
+    for entry in source.iterdir():
+        (venv / entry.name).symlink_to(entry)
 
 
 def postgres_bindir() -> Path:
