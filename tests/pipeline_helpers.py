@@ -36,6 +36,12 @@ ROOT = Path(__file__).resolve().parent.parent
 MELTANO = Path(os.environ.get("MELTANO_BIN", str(ROOT / ".venv-meltano" / "bin" / "meltano")))
 PLUGINS = ROOT / ".meltano"
 RUN_TIMEOUT_SECONDS = 600
+# Where Meltano records what a plugin's venv was installed from, and how it computes that.
+FINGERPRINT = ".meltano_plugin_fingerprint"
+_FINGERPRINT_OF = (
+    "import shlex, sys; from meltano.core.venv_service import fingerprint; "
+    "print(fingerprint(shlex.split(sys.argv[1])), end='')"
+)
 # Variables from the caller's shell that would change what a pipeline run does.
 _FOREIGN_ENV = re.compile(r"^(TAP_PRISM_IMPORTS_|TARGET_|MELTANO_|MICRO_)")
 
@@ -144,18 +150,28 @@ def new_project(directory: Path) -> Path:
     return directory
 
 
-def borrow_plugin(project: Path, kind: str, name: str, executable: str | None = None) -> None:
+def borrow_plugin(project: Path, kind: str, name: str, pip_url: str) -> None:
     """Give ``project`` the repository's installed plugin ``name`` without installing it.
 
     The project's venv is a directory of links to the entries of the repository's venv: if
     Meltano ever reinstalled the plugin there (it first deletes the venv directory), it
-    would delete the links, never the repository's plugin.
+    would delete the links, never the repository's plugin. Its fingerprint is Meltano's for
+    ``pip_url`` (the project's), so that Meltano sees the plugin as installed from it.
     """
-    source = require_plugin(kind, name, executable)
+    source = require_plugin(kind, name)
     venv = project / ".meltano" / kind / name / "venv"
     venv.mkdir(parents=True)
     for entry in source.iterdir():
-        (venv / entry.name).symlink_to(entry)
+        if entry.name != FINGERPRINT:
+            (venv / entry.name).symlink_to(entry)
+    fingerprint = subprocess.run(
+        [str(MELTANO.parent / "python"), "-c", _FINGERPRINT_OF, pip_url],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_SECONDS,
+        check=True,
+    )
+    (venv / FINGERPRINT).write_text(fingerprint.stdout, encoding="utf-8")
 
 
 def postgres_bindir() -> Path:
