@@ -10,9 +10,10 @@ generated`` line:
   sends BATCH), laid out as Meltano lays out the file, so that Meltano's own rewrites of
   it change nothing;
 - in ``README.md``, the YAML to paste into a project: that extractor in short (each
-  setting by name and kind), then the ``tap-prism-imports-batch`` and ``target-postgres``
-  entries of ``meltano.yml`` (the loader with the settings a user must set, and the
-  values ``meltano.yml`` gives the others as ``config``);
+  setting by name and kind, but those of stream maps, flattening and Faker), then the
+  ``tap-prism-imports-batch`` and ``target-postgres`` entries of ``meltano.yml`` (the
+  loader with the settings a user must set, and the values ``meltano.yml`` gives the
+  others as ``config``);
 - in ``docs/meltano.md``, the ``target-snowflake`` entry, in the same form.
 
 ``python scripts/meltano_definitions.py`` rewrites them; with ``--check`` it changes
@@ -61,6 +62,8 @@ BATCH_PLUGIN = "tap-prism-imports-batch"
 
 SHORT_PLUGIN_KEYS = ("name", "namespace", "pip_url", "executable", "capabilities", "settings")
 SHORT_SETTING_KEYS = ("name", "kind", "sensitive", "options")
+# The short extractor keeps the README short: these SDK settings are in the full definition.
+SHORT_LEAVES_OUT = ("stream_map", "flattening_", "faker_config.")
 # Per loader, what a user must set; its other settings in meltano.yml carry values.
 LOADER_SETTINGS = {
     "target-postgres": ("host", "port", "user", "password", "database"),
@@ -176,7 +179,11 @@ def record_capabilities(definition: dict[str, Any]) -> list[str]:
 def short_extractor(definition: dict[str, Any]) -> dict[str, Any]:
     entry = ordered(definition, SHORT_PLUGIN_KEYS)
     entry["capabilities"] = record_capabilities(definition)
-    entry["settings"] = [OneLine(ordered(s, SHORT_SETTING_KEYS)) for s in entry["settings"]]
+    entry["settings"] = [
+        OneLine(ordered(setting, SHORT_SETTING_KEYS))
+        for setting in entry["settings"]
+        if not setting["name"].startswith(SHORT_LEAVES_OUT)
+    ]
     return entry
 
 
