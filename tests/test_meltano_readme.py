@@ -48,7 +48,7 @@ pytestmark = pytest.mark.pipeline
 SECTION = re.compile(r"^## Use with Meltano\n(.*?)^## ", re.MULTILINE | re.DOTALL)
 BLOCK = re.compile(r"^```(yaml|bash|crontab)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 STATE_ID = "dev:tap-prism-imports-batch-to-target-postgres"
-# What cron gives a job (Debian's cron): no venv, no Meltano or tap variables.
+# What cron gives a job (Debian's cron): no venv, none of the tap's or loader's variables.
 CRON_PATH = "/usr/bin:/bin"
 
 
@@ -159,7 +159,15 @@ def test_the_readme_path_loads_what_the_api_served(
     )
     processing = [job for job, facts in served(sandbox).items() if facts["status"] == "processing"]
     sandbox.clear_requests()
-    cron = {"HOME": str(home), "LOGNAME": "prism", "PATH": CRON_PATH, "SHELL": "/bin/sh"}
+    cron = {
+        "HOME": str(home),
+        "LOGNAME": "prism",
+        "PATH": CRON_PATH,
+        "SHELL": "/bin/sh",
+        # Meltano's own calls home stay off, as everywhere in these tests.
+        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "MELTANO_CLI_DISABLE_VERSION_CHECK": "true",
+    }
     run(["/bin/sh", "-c", cron_command], home, cron)
     assert [entry["job_id"] for entry in sandbox.requests] == processing
     assert STATE_ID in run(["meltano", "state", "list"], project, shell).split()
