@@ -37,8 +37,22 @@ ROOT = Path(__file__).resolve().parents[2]
 MELTANO = Path(os.environ.get("MELTANO_BIN", str(ROOT / ".venv-meltano" / "bin" / "meltano")))
 PLUGINS = ROOT / ".meltano"
 RUN_TIMEOUT_SECONDS = 600
+# Where Meltano records what a plugin's venv was installed from, and how it computes that.
+FINGERPRINT = ".meltano_plugin_fingerprint"
+_FINGERPRINT_OF = (
+    "import shlex, sys; from meltano.core.venv_service import fingerprint; "
+    "print(fingerprint(shlex.split(sys.argv[1])), end='')"
+)
 # Variables from the caller's shell that would change what a pipeline run does.
 _FOREIGN_ENV = re.compile(r"^(TAP_PRISM_IMPORTS_|TARGET_|MELTANO_|MICRO_)")
+
+
+def offline_env() -> dict[str, str]:
+    """This process's environment without the caller's pipeline settings, Meltano offline."""
+    env = {key: value for key, value in os.environ.items() if not _FOREIGN_ENV.match(key)}
+    env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    env["MELTANO_CLI_DISABLE_VERSION_CHECK"] = "true"
+    return env
 
 
 def missing(reason: str) -> NoReturn:
@@ -74,20 +88,25 @@ class Meltano:
     project: Path = ROOT
 
     @classmethod
-    def for_sandbox(cls, sandbox: Sandbox, workdir: Path, refs_file: Path) -> Meltano:
-        env = {key: value for key, value in os.environ.items() if not _FOREIGN_ENV.match(key)}
+    def offline(cls, workdir: Path, project: Path = ROOT) -> Meltano:
+        """Meltano in ``project``, offline, with a system database in ``workdir``."""
         database = workdir / "meltano.db"
-        env.update(
+        env = {**offline_env(), "MELTANO_DATABASE_URI": f"sqlite:///{database}"}
+        return cls(database, env, project)
+
+    @classmethod
+    def for_sandbox(
+        cls, sandbox: Sandbox, workdir: Path, refs_file: Path, project: Path = ROOT
+    ) -> Meltano:
+        meltano = cls.offline(workdir, project)
+        meltano.env.update(
             {
-                "MELTANO_DATABASE_URI": f"sqlite:///{database}",
-                "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-                "MELTANO_CLI_DISABLE_VERSION_CHECK": "true",
                 "TAP_PRISM_IMPORTS_API_URL": sandbox.base_url,
                 "TAP_PRISM_IMPORTS_API_KEY": DEMO_API_KEY,
                 "TAP_PRISM_IMPORTS_JOB_IDS_FILE": str(refs_file),
             }
         )
-        return cls(database, env)
+        return meltano
 
     def command(
         self, *args: str, extra_env: Mapping[str, str] | None = None
@@ -103,6 +122,22 @@ class Meltano:
             check=False,
         )
 
+    def start(self, log: Path, *blocks: str) -> subprocess.Popen[str]:
+        """``meltano run --no-install BLOCKS`` in the background, its output into ``log``.
+
+        In a process group of its own, which holds the tap and the loader too.
+        """
+        with log.open("w", encoding="utf-8") as output:
+            return subprocess.Popen(
+                [str(MELTANO), "run", "--no-install", *blocks],
+                cwd=self.project,
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+
     def run(self, *blocks: str, extra_env: Mapping[str, str] | None = None) -> str:
         """``meltano run --no-install BLOCKS``; the combined output, or fail with its end."""
         result = self.command("run", "--no-install", *blocks, extra_env=extra_env)
@@ -111,6 +146,49 @@ class Meltano:
             tail = "\n".join(output.splitlines()[-60:])
             pytest.fail(f"meltano run {' '.join(blocks)} exited {result.returncode}:\n{tail}")
         return output
+
+
+def new_project(directory: Path) -> Path:
+    """A project made by ``meltano init`` in ``directory`` (which must not exist yet).
+
+    Nothing is installed in it: ``borrow_plugin`` lends it the repository's plugins.
+    """
+    if not MELTANO.exists():
+        missing(f"Meltano is not installed at {MELTANO}")
+    result = subprocess.run(
+        [str(MELTANO), "init", "--no-usage-stats", str(directory)],
+        env=offline_env(),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_SECONDS,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return directory
+
+
+def borrow_plugin(project: Path, kind: str, name: str, pip_url: str) -> None:
+    """Give ``project`` the repository's installed plugin ``name`` without installing it.
+
+    The project's venv is a directory of links to the entries of the repository's venv: if
+    Meltano ever reinstalled the plugin there (it first deletes the venv directory), it
+    would delete the links, never the repository's plugin. Its fingerprint is Meltano's for
+    ``pip_url`` (the project's), so that Meltano sees the plugin as installed from it.
+    """
+    source = require_plugin(kind, name)
+    venv = project / ".meltano" / kind / name / "venv"
+    venv.mkdir(parents=True)
+    for entry in source.iterdir():
+        if entry.name != FINGERPRINT:
+            (venv / entry.name).symlink_to(entry)
+    fingerprint = subprocess.run(
+        [str(MELTANO.parent / "python"), "-c", _FINGERPRINT_OF, pip_url],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_SECONDS,
+        check=True,
+    )
+    (venv / FINGERPRINT).write_text(fingerprint.stdout, encoding="utf-8")
 
 
 def postgres_bindir() -> Path:
