@@ -35,7 +35,10 @@ from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-
 from singer_sdk.exceptions import ConfigValidationError
 
 if t.TYPE_CHECKING:
+    import re
     from collections.abc import Iterator, MutableMapping
+
+    from tap_prism_imports.signals import Interruption
 
 HEAD_BYTES = 1024
 READ_BLOCK_BYTES = 1 << 20
@@ -101,6 +104,32 @@ def display_path(filesystem: fsspec.AbstractFileSystem, path: str) -> str:
     if isinstance(filesystem, LocalFileSystem):
         return path
     return t.cast("str", filesystem.unstrip_protocol(path))
+
+
+def lines_containing(
+    file: t.BinaryIO, offset: int, pattern: re.Pattern[bytes], interruption: Interruption | None
+) -> Iterator[bytes]:
+    """The whole lines past ``offset`` in which ``pattern`` occurs, each once.
+
+    Searched a block at a time: a scan of a long log that finds nothing costs a regex
+    pass per MiB, not a Python step per line. A final line without its newline is
+    still being written: it is left out.
+    """
+    file.seek(offset)
+    rest = b""
+    while block := file.read(READ_BLOCK_BYTES):
+        if interruption is not None:
+            interruption.check()
+        block = rest + block
+        cut = block.rfind(b"\n") + 1
+        rest = block[cut:]
+        searched_to = 0
+        for match in pattern.finditer(block, 0, cut):
+            if match.start() < searched_to:
+                continue  # another match on a line already given
+            start = block.rfind(b"\n", 0, match.start()) + 1
+            searched_to = block.index(b"\n", match.end() - 1) + 1
+            yield block[start:searched_to]
 
 
 def head_digest(head: bytes) -> str:

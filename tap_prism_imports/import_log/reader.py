@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import re
 import typing as t
 from dataclasses import dataclass, field
 
@@ -47,7 +48,7 @@ if t.TYPE_CHECKING:
 # covers a replay logged late.
 REPLAY_WINDOW = datetime.timedelta(hours=25)
 # How the Python, Node and jq writers put a 202: a cheap test for the probe's scan.
-_ASYNC_STATUSES = (b'"http_status":202', b'"http_status": 202')
+_ASYNC_STATUS = re.compile(rb'"http_status": ?202')
 
 Item = imports.LoggedImport | imports.LoggedJobRef
 
@@ -102,15 +103,13 @@ class ImportLogReader:
                 continue
             try:
                 with opened.log_file.open() as file:
-                    file.seek(opened.resume.offset)
-                    while (data := file.readline()).endswith(b"\n"):
-                        if self.interruption is not None:
-                            self.interruption.check()
-                        # A cheap test first: most lines are no async answer. A writer that
-                        # spaces its JSON otherwise is still read in full by ``items``.
-                        if any(status in data for status in _ASYNC_STATUSES) and (
-                            ref := _follow(data)
-                        ):
+                    # Only lines that look like an async answer are parsed; a writer that
+                    # spaces its JSON otherwise is still read in full by ``items``.
+                    lines = files.lines_containing(
+                        file, opened.resume.offset, _ASYNC_STATUS, self.interruption
+                    )
+                    for data in lines:
+                        if ref := _follow(data):
                             yield ref
             except OSError:
                 continue

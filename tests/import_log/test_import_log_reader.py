@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -11,6 +12,7 @@ import pytest
 from helpers.log_reading import Batch, read_log
 from singer_sdk.exceptions import ConfigValidationError
 
+from tap_prism_imports.import_log import files
 from tap_prism_imports.import_log.keys import read_input_keys
 from tap_prism_imports.job_refs import JobRef
 from tap_prism_imports.records.import_results import iter_result_records
@@ -689,3 +691,29 @@ def test_state_keeps_a_days_keyed_imports_and_the_files_it_names(
     runs.run(other)
     _, state = runs.read(other)
     assert list(state["files"]) == [str(other)]
+
+
+@pytest.mark.parametrize("block_bytes", [7, 64, 1 << 20])
+def test_the_lines_that_match_are_found_across_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_bytes: int
+) -> None:
+    monkeypatch.setattr(files, "READ_BLOCK_BYTES", block_bytes)
+    lines = [
+        b'{"http_status":200}\n',
+        b'{"http_status":202, "again": "\\"http_status\\": 202"}\n',
+        b"\n",
+        b'{"x": 1, "http_status": 202}\n',
+        b'{"http_status":2020}\n',
+        b'{"http_status":202}',  # still being written
+    ]
+    path = tmp_path / "imports.jsonl"
+    path.write_bytes(b"".join(lines))
+    pattern = re.compile(rb'"http_status": ?202')
+    with path.open("rb") as file:
+        found = list(files.lines_containing(file, 0, pattern, None))
+    assert found == [lines[1], lines[3], lines[4]]
+    with path.open("rb") as file:
+        past_the_first_two = list(
+            files.lines_containing(file, len(lines[0] + lines[1]), pattern, None)
+        )
+    assert past_the_first_two == [lines[3], lines[4]]
