@@ -91,24 +91,33 @@ class PrismMessageWriter(MsgSpecWriter):
         if getattr(sys.stdout, "buffer", None) is None:
             sys.stdout.write(bytes(data).decode())
             return
+        if len(data) >= PENDING_BYTES:
+            self._send_pending()
+            self._send(data)
+            return
         # Copied now: msgspec reuses (and resizes) the buffer ``data`` may be.
         self._pending += data
         if len(self._pending) >= PENDING_BYTES:
             self._send_pending()
 
     def _send_pending(self) -> None:
-        if not self._pending or self._target_gone:
+        if self._pending:
+            try:
+                self._send(self._pending)
+            finally:
+                self._pending.clear()
+
+    def _send(self, data: bytes | bytearray) -> None:
+        if self._target_gone:
             return
         try:
-            _send(self._pending)
+            _write_all(data)
         except BrokenPipeError:
             self._target_gone = True
             raise
-        finally:
-            self._pending.clear()
 
 
-def _send(data: bytearray) -> None:
+def _write_all(data: bytes | bytearray) -> None:
     binary: t.BinaryIO = sys.stdout.buffer
     # A signal arriving mid-write returns a partial count (measured on a pipe): the
     # rest must follow, or the next message would land inside this line.
@@ -121,7 +130,7 @@ def _send(data: bytearray) -> None:
 def _send_at_exit(pending: bytearray) -> None:
     if pending and getattr(sys.stdout, "buffer", None) is not None:
         try:
-            _send(pending)
+            _write_all(pending)
             sys.stdout.flush()
         except OSError:
             pass  # the target is gone: records no STATE claimed are sent again next run
