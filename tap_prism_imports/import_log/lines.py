@@ -103,6 +103,9 @@ def strip_nul(value: str | None) -> tuple[str | None, int]:
 
 
 def strip_nul_all(values: list[str | None]) -> tuple[list[str | None], int]:
+    # One search in C first: NUL is rare, and a loop per key is most of the cost.
+    if "\x00" not in "".join(map(str, values)):
+        return values, 0
     removed = 0
     cleaned: list[str | None] = []
     for value in values:

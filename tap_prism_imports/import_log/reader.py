@@ -179,7 +179,7 @@ class ImportLogReader:
             else:
                 claim.progress.done(claim.slot)
 
-        if not data.strip():
+        if data.isspace():  # a blank line (every line ends with its newline)
             dealt_with()
             return
         try:

@@ -45,6 +45,7 @@ UUID_PATTERN = re.compile(
 _WRITTEN_DATETIME = re.compile(
     r"\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}\+00:00", re.ASCII
 )
+_KEY_TYPES = frozenset({str, type(None)})
 # The HTTP status codes a response can have.
 HTTP_STATUSES = range(100, 600)
 
@@ -205,6 +206,8 @@ def _input_keys(value: object, notes: list[str]) -> list[str | None] | None:
     if not isinstance(value, list):
         notes.append("input_keys is not an array: ignored")
         return None
+    if set(map(type, value)) <= _KEY_TYPES:
+        return value  # every key is text or null, as the writer writes them
     keys: list[str | None] = []
     converted = 0
     for key in value:
