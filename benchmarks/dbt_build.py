@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers.pipeline_helpers import MELTANO, Postgres, postgres_server  # noqa: E402
+from helpers.pipeline_helpers import MELTANO, Meltano, Postgres, postgres_server  # noqa: E402
 
 from prism_sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox  # noqa: E402
 
@@ -62,21 +61,12 @@ class Bench:
     refs: list[str] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("TAP_PRISM_IMPORTS", "TARGET_", "MELTANO_", "MICRO_", "DBT_"))
-        }
+        meltano = Meltano.for_sandbox(self.sandbox, self.workdir, self.workdir / "refs.txt")
+        env = {key: value for key, value in meltano.env.items() if not key.startswith("DBT_")}
         pg = self.postgres
         env.update(pg.target_env)
         env.update(
             {
-                "MELTANO_DATABASE_URI": f"sqlite:///{self.workdir / 'meltano.db'}",
-                "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-                "MELTANO_CLI_DISABLE_VERSION_CHECK": "true",
-                "TAP_PRISM_IMPORTS_API_URL": self.sandbox.base_url,
-                "TAP_PRISM_IMPORTS_API_KEY": DEMO_API_KEY,
-                "TAP_PRISM_IMPORTS_JOB_IDS_FILE": str(self.workdir / "refs.txt"),
                 "TAP_PRISM_IMPORTS_BATCH_BATCH_CONFIG": json.dumps(
                     {
                         "encoding": {"format": "jsonl", "compression": "gzip"},

@@ -45,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers.pipeline_helpers import MELTANO, Postgres, postgres_server  # noqa: E402
+from helpers.pipeline_helpers import MELTANO, Meltano, Postgres, postgres_server  # noqa: E402
 
 from prism_sandbox import DEMO_API_KEY, DEMO_TEAM_ID, Sandbox  # noqa: E402
 
@@ -311,20 +311,10 @@ class Bench:
         refs.write_text(f"{self.sandbox.ref(self.job_id)}\n", encoding="utf-8")
         batches = self.workdir / "batches"
         batches.mkdir(exist_ok=True)
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("TAP_PRISM_IMPORTS", "TARGET_", "MELTANO_", "MICRO_"))
-        }
+        env = Meltano.for_sandbox(self.sandbox, self.workdir, refs).env
         env.update(self.postgres.target_env)
         env.update(
             {
-                "MELTANO_DATABASE_URI": f"sqlite:///{self.workdir / 'meltano.db'}",
-                "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-                "MELTANO_CLI_DISABLE_VERSION_CHECK": "true",
-                "TAP_PRISM_IMPORTS_API_URL": self.sandbox.base_url,
-                "TAP_PRISM_IMPORTS_API_KEY": DEMO_API_KEY,
-                "TAP_PRISM_IMPORTS_JOB_IDS_FILE": str(refs),
                 "TAP_PRISM_IMPORTS_BATCH_BATCH_CONFIG": json.dumps(
                     {
                         "encoding": {"format": "jsonl", "compression": "gzip"},

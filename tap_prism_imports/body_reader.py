@@ -72,7 +72,8 @@ _SURROGATE_ESCAPE = re.compile(
     rb"|(?P<lone>\\u[dD][89a-fA-F][0-9a-fA-F]{2}))"
 )
 _REPLACEMENT_ESCAPE = b"\\ufffd"
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+# Every digit as 0, so that a run of digits is a run of zeros: found by a C search.
+DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 
 
 @dataclass
@@ -350,36 +351,16 @@ class _ParserSafeBody:
             self._pending = data
         # A one-byte search is a memchr; most bodies have no backslash at all.
         if b"\\" in data and _SURROGATE_ESCAPE_HINT.search(data):
-            data, cut = self._replace_lone_surrogates(data, cut)
+            data, cut, replaced = replace_lone_surrogates(data, cut)
+            self.replaced_surrogates += replaced
         head, self._pending = data[:cut], data[cut:]
         self._check_digit_runs(head)
         return head
 
-    def _replace_lone_surrogates(self, data: bytes, cut: int) -> tuple[bytes, int]:
-        """Replace each unpaired surrogate escape that starts before ``cut``.
-
-        The cut moves past an escape it would split, so that the low half of a pair
-        is never judged without its high half. Replacements keep the length.
-        """
-        parts: list[bytes] = []
-        position = 0
-        for match in _SURROGATE_ESCAPE.finditer(data):
-            lone = match.start("lone")
-            if max(lone, match.start("pair")) >= cut:
-                break
-            cut = max(cut, match.end())
-            if lone >= 0:
-                parts += (data[position:lone], _REPLACEMENT_ESCAPE)
-                position = match.end()
-                self.replaced_surrogates += 1
-        if parts:
-            data = b"".join(parts) + data[position:]
-        return data, cut
-
     def _check_digit_runs(self, head: bytes) -> None:
         if not self._max_digits or not head:
             return
-        zeros = head.translate(_DIGITS_AS_ZERO)
+        zeros = head.translate(DIGITS_AS_ZERO)
         leading = len(zeros) - len(zeros.lstrip(b"0"))
         if self._trailing_digits + leading > self._max_digits or self._too_many_digits in zeros:
             msg = (
@@ -391,3 +372,26 @@ class _ParserSafeBody:
             self._trailing_digits += leading
         else:
             self._trailing_digits = len(zeros) - len(zeros.rstrip(b"0"))
+
+
+def replace_lone_surrogates(data: bytes, cut: int) -> tuple[bytes, int, int]:
+    """``data`` with each unpaired surrogate escape that starts before ``cut`` replaced
+    by ``\\ufffd``; the cut, and how many were replaced.
+
+    The cut moves past an escape it would split, so that the low half of a pair is
+    never judged without its high half. Replacements keep the length.
+    """
+    parts: list[bytes] = []
+    position = replaced = 0
+    for match in _SURROGATE_ESCAPE.finditer(data):
+        lone = match.start("lone")
+        if max(lone, match.start("pair")) >= cut:
+            break
+        cut = max(cut, match.end())
+        if lone >= 0:
+            parts += (data[position:lone], _REPLACEMENT_ESCAPE)
+            position = match.end()
+            replaced += 1
+    if parts:
+        data = b"".join(parts) + data[position:]
+    return data, cut, replaced

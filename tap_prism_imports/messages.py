@@ -1,12 +1,13 @@
 """The one writer of the tap's stdout: every Singer message goes out through it.
 
 Messages are encoded with msgspec and gathered into writes of ``PENDING_BYTES``;
-stdout is flushed at STATE and BATCH messages only. The SDK's writers flush after every message
-(measured: a third of the per-record cost), and a write per small import was a sixth
-of a long import log's run. Records before a STATE reach the target with it, so
-nothing a STATE claims can be lost in the buffer; records after the last STATE go out
-at exit, as Python's own buffer would send them. Spooled ``import_results`` lines are
-framed here as RECORD messages in large blocks, skipping per-record encoding entirely.
+stdout is flushed at STATE and BATCH messages only. The SDK's writers flush after
+every message (measured: a third of the per-record cost), and a write per small
+import was a sixth of a long import log's run. Records before a STATE reach the
+target with it, so nothing a STATE claims can be lost in the buffer; records after
+the last STATE go out at exit, as Python's own buffer would send them. Spooled
+``import_results`` lines are framed here as RECORD messages in large blocks,
+skipping per-record encoding entirely.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ _SENT_AT_ONCE = frozenset({SingerMessageType.STATE, SingerMessageType.BATCH})
 
 
 class PrismMessageWriter(MsgSpecWriter):
-    """Frames and writes every message; flushes at STATE."""
+    """Frames and writes every message; flushes at STATE and BATCH."""
 
     _target_gone = False
     # The framing of the last lines written: a run's import log imports share it.
@@ -108,8 +109,6 @@ class PrismMessageWriter(MsgSpecWriter):
                 self._pending.clear()
 
     def _send(self, data: bytes | bytearray) -> None:
-        if self._target_gone:
-            return
         try:
             _write_all(data)
         except BrokenPipeError:

@@ -8,23 +8,14 @@ from __future__ import annotations
 import dataclasses
 import decimal
 import json
-import re
 
 import orjson
 
 from prism_import_log import LogLine, LogLineError
+from tap_prism_imports.body_reader import DIGITS_AS_ZERO, replace_lone_surrogates
 from tap_prism_imports.job_refs import JobRef, JobRefError, parse_job_ref
 
-# A \\uD800-\\uDFFF escape preceded by an even run of backslashes (so it is an escape):
-# a valid high+low pair is kept, an unpaired one replaced.
-_SURROGATE_ESCAPE = re.compile(
-    rb"(?<!\\)(?:\\\\)*(?:(?P<pair>\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2})"
-    rb"|(?P<lone>\\u[dD][89a-fA-F][0-9a-fA-F]{2}))"
-)
-_REPLACEMENT_ESCAPE = b"\\ufffd"
-# Nineteen digits in a row may be an integer past 64 bits (2**63 has 19): found by
-# mapping every digit to 0 and searching for a run of zeros, both in C.
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+# Nineteen digits in a row may be an integer past 64 bits (2**63 has 19).
 _NINETEEN_DIGITS = b"0" * 19
 
 
@@ -35,7 +26,7 @@ class ImportLogLineError(ValueError):
 def parse_log_line(data: bytes) -> LogLine:
     """The line ``data`` holds; what was repaired to read it is among its notes."""
     notes: list[str] = []
-    if _NINETEEN_DIGITS in data.translate(_DIGITS_AS_ZERO):
+    if _NINETEEN_DIGITS in data.translate(DIGITS_AS_ZERO):
         # orjson reads an integer past 64 bits as a float, losing digits.
         document = _parse_repaired(data, notes, exact=True)
     else:
@@ -57,16 +48,7 @@ def _parse_repaired(data: bytes, notes: list[str], *, exact: bool) -> object:
     if (bad := text.count("\ufffd") - data.count("\ufffd".encode())) > 0:
         notes.append(f"{bad} bytes that are not UTF-8 replaced with U+FFFD")
         data = text.encode("utf-8")
-    replaced = 0
-
-    def replace(match: re.Match[bytes]) -> bytes:
-        nonlocal replaced
-        if match["lone"] is None:
-            return match[0]
-        replaced += 1
-        return match[0][: match.start("lone") - match.start()] + _REPLACEMENT_ESCAPE
-
-    data = _SURROGATE_ESCAPE.sub(replace, data)
+    data, _, replaced = replace_lone_surrogates(data, len(data))
     if replaced:
         notes.append(f"{replaced} unpaired UTF-16 surrogate escapes replaced with U+FFFD")
     if not exact:

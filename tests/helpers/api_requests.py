@@ -13,6 +13,18 @@ if t.TYPE_CHECKING:
     from prism_import_log import ImportLog
     from prism_sandbox import Sandbox
 
+# One sync import of contacts, deduplicated by email, with the caller's key per row:
+# what each row gets from the sandbox is in the comments.
+SYNC_KEYS = ["crm-1", "crm-2", "crm-3", "crm-4", "crm-5", "crm-6"]
+SYNC_ROWS = [
+    {"default": {"name": "Ada", "email": "ada@example.com"}},
+    {"default": {"name": "Grace", "email": "grace@example.com"}},
+    {"default": {"name": "Bad", "email": "bad.example.com"}},  # validation_error
+    {"default": {"name": "ADA", "email": "ADA@example.com"}},  # matches crm-1 by email
+    {"default": {"phone": "+15550100"}},  # missing_required_property
+    {"default": {"name": "Linus", "email": "linus@example.com"}},
+]
+
 
 def api_request(
     base_url: str,

@@ -24,7 +24,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from helpers.api_requests import post_and_log
+from helpers.api_requests import SYNC_KEYS, SYNC_ROWS, post_and_log
 from helpers.pipeline_helpers import ROOT, Meltano, Postgres, job_refs_file, require_plugin
 
 from prism_sandbox import seed_demo
@@ -42,15 +42,6 @@ SOURCE = "prism"  # target-postgres's default_target_schema in meltano.yml
 MODELS = "prism_analytics"  # dbt-postgres's schema setting in meltano.yml
 DOCS = ROOT / "docs" / "models.md"
 
-SYNC_KEYS = ["crm-1", "crm-2", "crm-3", "crm-4", "crm-5", "crm-6"]
-SYNC_ROWS = [
-    {"default": {"name": "Ada", "email": "ada@example.com"}},
-    {"default": {"name": "Grace", "email": "grace@example.com"}},
-    {"default": {"name": "Bad", "email": "bad.example.com"}},  # validation_error
-    {"default": {"name": "ADA", "email": "ADA@example.com"}},  # matches crm-1 by email
-    {"default": {"phone": "+15550100"}},  # missing_required_property
-    {"default": {"name": "Linus", "email": "linus@example.com"}},
-]
 REJECTED_KEYS = ["lead-1", "lead-2"]
 REJECTED_ROWS: list[Any] = [{"default": {"name": "Lead 1"}}, "not an object"]
 

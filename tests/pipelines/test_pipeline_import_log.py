@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from helpers.api_requests import post_and_log
+from helpers.api_requests import SYNC_KEYS, SYNC_ROWS, post_and_log
 from helpers.pipeline_helpers import Meltano, Postgres, naive, now_utc, utc
 
 from tap_prism_imports.import_log import ImportLog
@@ -40,15 +40,6 @@ NEW_JOB_COLUMNS = {
 }
 NEW_RESULT_COLUMNS = {"team_id": "uuid", "job_id": "text", "source_key": "text"}
 
-SYNC_KEYS = ["crm-1", "crm-2", "crm-3", "crm-4", "crm-5", "crm-6"]
-SYNC_ROWS = [
-    {"default": {"name": "Ada", "email": "ada@example.com"}},
-    {"default": {"name": "Grace", "email": "grace@example.com"}},
-    {"default": {"name": "Bad", "email": "bad.example.com"}},  # validation_error
-    {"default": {"name": "ADA", "email": "ADA@example.com"}},  # matches crm-1 by email
-    {"default": {"phone": "+15550100"}},  # missing_required_property
-    {"default": {"name": "Linus", "email": "linus@example.com"}},
-]
 REJECTED_KEYS = ["lead-1", "lead-2", "lead-3"]
 REJECTED_ROWS: list[Any] = [
     {"default": {"name": "Lead 1"}},
