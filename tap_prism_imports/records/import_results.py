@@ -22,7 +22,7 @@ from tap_prism_imports.errors import InvalidSnapshotError
 from tap_prism_imports.job_refs import UUID_PATTERN
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
     from tap_prism_imports.job_refs import JobRef
 
@@ -308,6 +308,22 @@ def _all_uuids(values: list[str]) -> bool:
         and text.count(b"-") == len(_UUID_DASHES) * count
         and not text.translate(None, _UUID_CHARACTERS)
     )
+
+
+def joined_blocks(spools: Iterable[ResultsSpool], size: int) -> Iterator[bytes]:
+    """The spools' record lines, in order, in blocks of about ``size`` bytes: many small
+    spools make a few large writes."""
+    pending: list[bytes] = []
+    pending_bytes = 0
+    for spool in spools:
+        for block in spool.blocks(size):
+            pending.append(block)
+            pending_bytes += len(block)
+            if pending_bytes >= size:
+                yield b"".join(pending)
+                pending, pending_bytes = [], 0
+    if pending:
+        yield b"".join(pending)
 
 
 def iter_result_records(spool: ResultsSpool) -> Iterator[dict[str, t.Any]]:

@@ -11,9 +11,10 @@ import typing as t
 import pytest
 
 from tap_prism_imports.errors import JobFetchError, JobNotFoundError, JobsFailedError
+from tap_prism_imports.import_log.reader import ImportLogReader
 from tap_prism_imports.job_refs import JobRef
 from tap_prism_imports.pacing import RequestBudget
-from tap_prism_imports.run import ImportRun, RunSettings
+from tap_prism_imports.run import LOG_BLOCK_IMPORTS, ImportRun, RunSettings
 from tap_prism_imports.signals import Interruption
 from tap_prism_imports.snapshots import JobSnapshot, parse_snapshot
 from tap_prism_imports.state import NOT_FOUND, JobLedger
@@ -21,6 +22,7 @@ from tap_prism_imports.times import utc_now
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
 TEAM = "5eed0d3e-0000-4000-8000-000000000001"
 API_URL = "https://developers.micro.so"
@@ -83,6 +85,7 @@ def make_run(
     *,
     budget: int | None = None,
     claims_state: bool = True,
+    import_log: ImportLogReader | None = None,
 ) -> tuple[ImportRun, dict[str, t.Any]]:
     stream_state: dict[str, t.Any] = state if state is not None else {}
     run = ImportRun(
@@ -98,6 +101,7 @@ def make_run(
         logger=LOGGER,
         interruption=Interruption(),
         claims_state=claims_state,
+        import_log=import_log,
     )
     return run, stream_state
 
@@ -105,10 +109,9 @@ def make_run(
 def drive(run: ImportRun) -> list[str]:
     """Emit every step as an adapter would, confirming each: the jobs emitted, in order."""
     emitted = []
-    for step in run.steps():
-        if step.snapshot is not None:
-            emitted.append(step.snapshot.ref.job_id)
-        run.confirm(step)
+    for block in run.blocks():
+        emitted += [step.snapshot.ref.job_id for step in block if step.snapshot is not None]
+        run.confirm(block)
     run.close()
     return emitted
 
@@ -123,15 +126,15 @@ def test_jobs_are_emitted_in_ref_order_whatever_order_they_finish() -> None:
 def test_the_ledger_changes_only_when_a_step_is_confirmed() -> None:
     refs = [ref(0), ref(1)]
     run, state = make_run(refs, FakeFetcher(dict.fromkeys(refs, complete)))
-    steps = run.steps()
-    first = next(steps)
+    blocks = run.blocks()
+    first = next(blocks)
     assert state["jobs"] == {}  # fetched, not yet written
     run.confirm(first)
     assert set(state["jobs"]) == {refs[0].key}
     assert state["jobs"][refs[0].key]["status"] == "complete"
-    second = next(steps)
+    [second] = next(blocks)
     # The adapter failed to write the second job (it never confirms it): not claimed.
-    steps.close()
+    blocks.close()
     assert second.snapshot is None or second.snapshot.results is None  # released
     assert set(state["jobs"]) == {refs[0].key}
 
@@ -178,10 +181,11 @@ def test_a_fatal_error_ends_the_run_claiming_only_what_was_emitted() -> None:
     emitted: list[str] = []
 
     def emit_all() -> None:
-        for step in run.steps():
-            assert step.snapshot is not None
-            emitted.append(step.snapshot.ref.job_id)
-            run.confirm(step)
+        for block in run.blocks():
+            for step in block:
+                assert step.snapshot is not None
+                emitted.append(step.snapshot.ref.job_id)
+            run.confirm(block)
 
     with pytest.raises(FatalError):
         emit_all()
@@ -228,3 +232,49 @@ def test_the_summary_counts_what_was_confirmed() -> None:
     line = run.summary.line(run.budget.answered, run.budget.unanswered)
     assert "emitted jobs: 1 complete, 1 processing, 0 failed" in line
     assert "rows: 2 created, 0 existing, 0 failed" in line
+
+
+def write_one_row_sync_imports(path: Path, count: int) -> list[int]:
+    """``count`` sync imports of one row each; the byte offset after each line."""
+    ends, offset = [], 0
+    with path.open("wb") as file:
+        for n in range(count):
+            line = {
+                "v": 1,
+                "team_id": TEAM,
+                "object_type": "contact",
+                "submitted_at": f"2026-12-01T10:00:{n % 60:02d}.{n:06d}+00:00",
+                "http_status": 200,
+                "location": None,
+                "idempotency_key": None,
+                "response": {"status": "complete", "total": 1, "results": [{"created": True}]},
+            }
+            data = (json.dumps(line) + "\n").encode()
+            file.write(data)
+            offset += len(data)
+            ends.append(offset)
+    return ends
+
+
+def test_the_import_log_goes_out_in_blocks_each_claimed_once_confirmed(tmp_path: Path) -> None:
+    log = tmp_path / "imports.jsonl"
+    ends = write_one_row_sync_imports(log, 3 * LOG_BLOCK_IMPORTS)
+    state: dict[str, t.Any] = {}
+    reader = ImportLogReader(str(log), state.setdefault("import_log", {}), now=utc_now())
+    run, _ = make_run([], FakeFetcher({}), state, import_log=reader)
+
+    def claimed_up_to() -> int:
+        return t.cast("int", state["import_log"]["files"][str(log)]["offset"])
+
+    blocks = run.blocks()
+    first = next(blocks)
+    assert len(first) == LOG_BLOCK_IMPORTS
+    assert claimed_up_to() == 0  # read, not yet written
+    run.confirm(first)
+    assert claimed_up_to() == ends[LOG_BLOCK_IMPORTS - 1]
+    second = next(blocks)
+    # The adapter failed to write the second block (it never confirms it): not claimed.
+    blocks.close()
+    assert claimed_up_to() == ends[LOG_BLOCK_IMPORTS - 1]
+    assert all(step.snapshot is None or step.snapshot.results is None for step in second)
+    assert run.summary.jobs_by_status["complete"] == LOG_BLOCK_IMPORTS
