@@ -50,6 +50,13 @@ class Claim:
     #: A line read again from the file's errors: loaded now, so no longer one.
     was_error: bool = False
 
+    def dealt_with(self) -> None:
+        """The line is emitted, handed over or needs nothing: the file's offset may pass it."""
+        if self.was_error:
+            self.progress.fixed(self.slot.line)
+        else:
+            self.progress.done(self.slot)
+
 
 @dataclass
 class LoggedJobRef:

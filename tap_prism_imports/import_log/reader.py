@@ -128,13 +128,9 @@ class ImportLogReader:
 
     def confirm(self, item: Item) -> None:
         """``item`` was emitted (or its job handed to the ledger): its line is dealt with."""
-        claim = item.claim
         if isinstance(item, imports.LoggedImport) and item.replay_epoch is not None:
             self._recent[item.job_id] = max(item.replay_epoch, self._recent.get(item.job_id, 0))
-        if claim.was_error:
-            claim.progress.fixed(claim.slot.line)
-        else:
-            claim.progress.done(claim.slot)
+        item.claim.dealt_with()
 
     def close(self) -> None:
         """Forget what can no longer matter: old replays, and files no longer named."""
@@ -163,49 +159,45 @@ class ImportLogReader:
             for number, data in files.reread(file, resume.errors):
                 slot = files.Slot(number, 0, 0, 0)
                 claim = imports.Claim(progress, slot, was_error=True)
-                yield from self._line(data, f"{log_file.key}:{number}", claim, reread=True)
+                if item := self._line(data, f"{log_file.key}:{number}", claim):
+                    yield item
             for slot, data in progress.lines(file, resume):
                 if self.interruption is not None:
                     self.interruption.check()
                 claim = imports.Claim(progress, slot)
-                yield from self._line(data, f"{log_file.key}:{slot.line}", claim, reread=False)
+                if item := self._line(data, f"{log_file.key}:{slot.line}", claim):
+                    yield item
 
-    def _line(
-        self, data: bytes, where: str, claim: imports.Claim, *, reread: bool
-    ) -> Iterator[Item]:
-        def dealt_with() -> None:
-            if reread:
-                claim.progress.fixed(claim.slot.line)
-            else:
-                claim.progress.done(claim.slot)
-
+    def _line(self, data: bytes, where: str, claim: imports.Claim) -> Item | None:
+        """What the line becomes; ``None`` for a line dealt with here (blank, a replay,
+        an expired job) or an error."""
         if data.isspace():  # a blank line (every line ends with its newline)
-            dealt_with()
-            return
+            claim.dealt_with()
+            return None
         try:
             line = parse_log_line(data)
         except ImportLogLineError as error:
             self.errors.append(f"{where}: {error}")
-            if not reread:
+            if not claim.was_error:
                 claim.progress.done(claim.slot, error=True)
-            return
+            return None
         ref = imports.follow(line)
         if ref is not None:
             if line.submitted_at <= self._expired_before:
                 self.expired_refs += 1
-                dealt_with()
+                claim.dealt_with()
             elif ref.key in self._claimed_this_run:
-                dealt_with()  # a replay: the first line hands the job over
+                claim.dealt_with()  # a replay: the first line hands the job over
             else:
                 self._claimed_this_run.add(ref.key)
-                yield imports.job_ref_item(line, ref, where, claim)
-            return
+                return imports.job_ref_item(line, ref, where, claim)
+            return None
         job_id = imports.import_id(line)
         if job_id in self._claimed_this_run or job_id in self._recent:
-            dealt_with()  # a replay of an import already emitted (or being emitted)
-            return
+            claim.dealt_with()  # a replay of an import already emitted (or being emitted)
+            return None
         self._claimed_this_run.add(job_id)
-        yield imports.import_item(line, job_id, where, claim, self._fetched_at)
+        return imports.import_item(line, job_id, where, claim, self._fetched_at)
 
     def _unreadable(self, log_file: files.LogFile, reason: str) -> None:
         self.errors.append(
