@@ -271,7 +271,7 @@ class ResultLines:
         block = b"".join(lines)
         # A few C-level scans per block, not a check per row: bad values are rare, and
         # cost a re-encoding of their block's lines only.
-        if _NUL_ESCAPE in block or not _all_uuids(self._ids):
+        if _has_nul_escape(block) or not _all_uuids(self._ids):
             block = b"".join(map(self._repaired, lines))
         self.spool.append_block(block, len(lines), self._outcomes)
         lines.clear()
@@ -280,7 +280,7 @@ class ResultLines:
 
     def _repaired(self, line: bytes) -> bytes:
         """The record line with a non-UUID record_id nulled and NUL removed from its text."""
-        if _NUL_ESCAPE not in line and not _RECORD_ID_NOT_UUID.search(line):
+        if not _has_nul_escape(line) and not _RECORD_ID_NOT_UUID.search(line):
             return line
         record = orjson.loads(line)
         record_id = record["record_id"]
@@ -293,6 +293,12 @@ class ResultLines:
                 record[name] = value.replace("\x00", "")
                 self.nul_values += 1
         return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def _has_nul_escape(lines: bytes) -> bool:
+    # No backslash, no escape: one memchr, where a search for the escape itself is ten
+    # times slower over lines full of zeros (measured: 2 us for ten rows).
+    return b"\\" in lines and _NUL_ESCAPE in lines
 
 
 def _all_uuids(values: list[str]) -> bool:
