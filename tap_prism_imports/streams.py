@@ -1,8 +1,10 @@
 """The two streams: schemas, and thin adapters between the SDK and the run engine.
 
-``import_jobs`` drives an ``ImportRun`` (run.py) and yields one record per followed
-job; the SDK syncs ``import_results`` for that job before writing the job's record
-and resuming the generator, and only then is the job confirmed to the ledger.
+``import_jobs`` drives an ``ImportRun`` (run.py), a block of jobs at a time. When
+nothing transforms the records, it writes a block's rows and job records itself;
+otherwise it yields one record per job, and the SDK syncs ``import_results`` for that
+job before writing the job's record and resuming the generator. Only once a block's
+records are all written are its jobs confirmed to the ledger.
 """
 
 from __future__ import annotations
