@@ -8,8 +8,9 @@ of keyed sync imports, then measures, each as its own process through ``measure.
 the unchanged log with the first run's state, and, in the same rounds, the tap reading
 the same number of rows from one API body served by the offline sandbox, and the tap's
 start-up over an empty log. Medians over ``--runs`` rounds, variants round-robin.
-"tap CPU s" is the tap process's user + system time: the sandbox serves the API body
-from another process, so that run's wall time also depends on the second core.
+"tap CPU s" is the tap process's user + system time; where it equals the wall time,
+the run was bound by the tap's own work (the sandbox serves the API body from another
+process).
 
 Targets: the log within 2x of the API body's rows/s; a rerun over an unchanged log
 adds under 1 s to the tap's own start-up.
