@@ -245,9 +245,7 @@ class ImportRun:
                 summary.jobs_by_status[snapshot.status] += 1
                 summary.imports_by_mode[snapshot.record["mode"]] += 1
                 if snapshot.results is not None:
-                    # Not Counter.update: its Mapping check costs more than these few adds.
-                    for outcome, rows in snapshot.results.outcomes.items():
-                        summary.rows_by_outcome[outcome] += rows
+                    summary.rows_by_outcome.update(snapshot.results.outcomes)
             if step.error is not None:
                 self._note_error(step)
 
