@@ -57,10 +57,3 @@ class RateLimiter:
             if self.rate is not None:
                 self._buckets[key] = (tokens - 1.0, now)
             return None
-
-    def used_this_month(self, key: str, now: float) -> int:
-        """Requests ``key`` has made this month (for tests and the control endpoint)."""
-        moment = datetime.fromtimestamp(now, tz=timezone.utc)
-        with self._lock:
-            month, used = self._usage.get(key, ((0, 0), 0))
-        return used if month == (moment.year, moment.month) else 0
