@@ -245,7 +245,8 @@ class ImportRun:
                 summary.jobs_by_status[snapshot.status] += 1
                 summary.imports_by_mode[snapshot.record["mode"]] += 1
                 if snapshot.results is not None:
-                    summary.rows_by_outcome.update(snapshot.results.outcomes)
+                    for outcome, count in snapshot.results.outcomes.items():
+                        summary.rows_by_outcome[outcome] += count
             if step.error is not None:
                 self._note_error(step)
 

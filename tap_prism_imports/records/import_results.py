@@ -11,9 +11,9 @@ Adding a column is one edit here (schema and ``ResultLines.add``) and its test.
 from __future__ import annotations
 
 import re
+import string
 import tempfile
 import typing as t
-from collections import Counter
 
 import orjson
 from singer_sdk import typing as th
@@ -27,6 +27,8 @@ if t.TYPE_CHECKING:
     from tap_prism_imports.job_refs import JobRef
 
 OUTCOMES = ("created", "existing", "failed")
+# A row's outcome: one of these, or none.
+_ROW_OUTCOMES = (*OUTCOMES, None)
 
 # Spools hold finished record lines; past this size they live on disk, so many
 # jobs fetched ahead of emission cost little memory.
@@ -43,9 +45,12 @@ _NUL_ESCAPE = b"\\u0000"
 _RECORD_ID_NOT_UUID = re.compile(
     rb'"record_id":"(?![0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")'
 )
-_UUID_LENGTH = 36
-_UUID_DASHES = (8, 13, 18, 23)
-_UUID_CHARACTERS = b"0123456789abcdefABCDEF-"
+# A record id's characters by kind: "x" for a hex digit, "-" and the "," that joins ids
+# as themselves, "?" for anything else.
+_ID_CHARACTER_KINDS = bytes(
+    ord("x") if chr(c) in string.hexdigits else c if c in b"-," else ord("?") for c in range(256)
+)
+_UUID_SHAPE = b"xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx,"
 
 SCHEMA = th.PropertiesList(
     th.Property("team_id", th.UUIDType, required=True),
@@ -103,7 +108,8 @@ class ResultsSpool:
         self._size = 0
         self._file: t.IO[bytes] | None = None
         self.count = 0
-        self.outcomes: Counter[str | None] = Counter()
+        #: Lines by outcome (a Counter costs more than a small import's rows).
+        self.outcomes: dict[str | None, int] = {}
 
     def append_block(self, block: bytes, count: int, outcomes: list[str | None]) -> None:
         """Append ``count`` record lines at once (``outcomes``: one per line)."""
@@ -122,7 +128,10 @@ class ResultsSpool:
                 reason = f"cannot spool the rows in the temporary folder {folder} (TMPDIR)"
                 raise type(error)(error.errno, f"{reason}: {error.strerror}") from error
         self.count += count
-        self.outcomes.update(outcomes)
+        counts = self.outcomes
+        for outcome in _ROW_OUTCOMES:
+            if found := outcomes.count(outcome):
+                counts[outcome] = counts.get(outcome, 0) + found
 
     def lines(self) -> Iterator[bytes]:
         """Each record's JSON text, with its trailing newline."""
@@ -302,18 +311,10 @@ def _has_nul_escape(lines: bytes) -> bool:
 
 
 def _all_uuids(values: list[str]) -> bool:
-    """Whether every value is a UUID (8-4-4-4-12 hex digits), in a few C-level passes."""
-    joined = "".join(values)
-    count = len(values)
-    if len(joined) != _UUID_LENGTH * count or not joined.isascii():
-        return False
-    text = joined.encode("ascii")
-    dashes = b"-" * count
-    return (
-        all(text[position::_UUID_LENGTH] == dashes for position in _UUID_DASHES)
-        and text.count(b"-") == len(_UUID_DASHES) * count
-        and not text.translate(None, _UUID_CHARACTERS)
-    )
+    """Whether every value is a UUID (8-4-4-4-12 hex digits): one translation in C, each
+    value's characters by kind, compared with as many UUIDs' shapes."""
+    kinds = ",".join(values).encode(errors="replace").translate(_ID_CHARACTER_KINDS)
+    return kinds == (_UUID_SHAPE * len(values))[:-1]
 
 
 def joined_blocks(spools: Iterable[ResultsSpool], size: int) -> Iterator[bytes]:

@@ -106,6 +106,19 @@ def test_a_record_id_that_is_no_uuid_becomes_null_with_one_warning_counting_the_
     ]
 
 
+def test_ids_one_character_short_and_long_side_by_side_are_not_taken_for_uuids() -> None:
+    # Together they are as long as two UUIDs, with dashes where two UUIDs have theirs.
+    short = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeee"
+    long = "aaaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+    snapshot = parse({"status": "complete", "total": 2, "results": [{"id": short}, {"id": long}]})
+    uuid_warnings = warnings_about(snapshot, "UUID")
+
+    assert [row["record_id"] for row in rows_of(snapshot)] == [None, None]
+    assert uuid_warnings == [
+        "2 results have an id that is not a UUID; their record_id is emitted as null"
+    ]
+
+
 def test_wrong_typed_row_fields_become_null_with_one_warning_counting_them() -> None:
     elements = [
         {"id": 42, "created": "true", "existing": 1},
