@@ -432,6 +432,19 @@ def _retained_until(moment: str) -> str | None:
 MIN_STATE_INTERVAL_SECONDS = 1.0
 
 
+class ScalarMap(dict[str, t.Any]):
+    """A part of the state whose values are all scalars: its deep copy is a plain copy.
+
+    The SDK deep-copies the whole state at each STATE message, item by item: 90 ms for
+    the import log's 100,000 recent imports, against 5 ms for one copy in C.
+    """
+
+    __slots__ = ()
+
+    def __deepcopy__(self, memo: dict[int, t.Any]) -> ScalarMap:
+        return ScalarMap(self)
+
+
 class StateCheckpoints:
     """Rations STATE messages to one per interval, longer as the state grows.
 

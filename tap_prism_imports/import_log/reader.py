@@ -33,6 +33,7 @@ from tap_prism_imports.state import (
     IMPORT_LOG_FORMAT_VERSION,
     RETENTION,
     STATE_GIVEN,
+    ScalarMap,
     StateValidationError,
     import_log_problems,
 )
@@ -81,7 +82,7 @@ class ImportLogReader:
 
     def __post_init__(self) -> None:
         self._files: dict[str, dict[str, t.Any]] = {}
-        self._recent: dict[str, int] = {}
+        self._recent: dict[str, int] = ScalarMap()
         self._convert_format_1()
         self._opened = [_Opened(f) for f in files.resolve(self.spec, self.warnings)]
         self._claimed_this_run: set[str] = set()
@@ -253,7 +254,7 @@ class ImportLogReader:
             _convert(self.state, self.now)
         self.state["format"] = IMPORT_LOG_FORMAT_VERSION
         self._files = self.state.setdefault("files", {})
-        self._recent = self.state.setdefault("recent", {})
+        self._recent = self.state["recent"] = ScalarMap(self.state.get("recent") or {})
 
 
 def _follow(data: bytes) -> JobRef | None:
