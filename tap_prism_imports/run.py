@@ -29,7 +29,6 @@ from tap_prism_imports.errors import (
 from tap_prism_imports.fetcher import JobFetcher, WaitPolicy
 from tap_prism_imports.import_log.imports import LoggedJobRef
 from tap_prism_imports.import_log.keys import attach_source_keys, read_input_keys
-from tap_prism_imports.job_refs import JobRef
 from tap_prism_imports.records.import_jobs import (
     IMPORT_MODES,
     JOB_STATUSES,
@@ -37,7 +36,6 @@ from tap_prism_imports.records.import_jobs import (
     with_log_columns,
 )
 from tap_prism_imports.records.import_results import OUTCOMES
-from tap_prism_imports.snapshots import JobSnapshot
 from tap_prism_imports.state import MAX_MISSES, MISS_RETRY_DELAYS, NOT_FOUND, Plan
 from tap_prism_imports.times import format_datetime, utc_now
 
@@ -48,8 +46,10 @@ if t.TYPE_CHECKING:
 
     from tap_prism_imports.import_log.imports import LoggedImport
     from tap_prism_imports.import_log.reader import ImportLogReader
+    from tap_prism_imports.job_refs import JobRef
     from tap_prism_imports.pacing import RequestBudget
     from tap_prism_imports.signals import Interruption
+    from tap_prism_imports.snapshots import JobSnapshot
     from tap_prism_imports.state import JobLedger
 
 MAX_FAILURES_SHOWN = 10
@@ -292,12 +292,10 @@ class ImportRun:
                     self.refs[item.ref] = None
                     self._configured.add(item.ref.key)
                     continue
-                ref = JobRef(item.record["team_id"], item.job_id)
-                snapshot = JobSnapshot(ref=ref, record=item.record, results=item.results)
-                item.results = None  # the step owns the spool now
+                snapshot = item.snapshot
                 for warning in item.warnings:
                     self._logger.warning("%s", warning)
-                block.append(Step(ref, snapshot=snapshot, logged=item))
+                block.append(Step(snapshot.ref, snapshot=snapshot, logged=item))
                 rows += 0 if snapshot.results is None else snapshot.results.count
                 if rows >= LOG_BLOCK_ROWS or len(block) >= LOG_BLOCK_IMPORTS:
                     full, block, rows = block, [], 0

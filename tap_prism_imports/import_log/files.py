@@ -196,16 +196,32 @@ def _errors(value: object) -> list[tuple[int, int, int]]:
 
 @dataclass
 class Slot:
-    """One line read past the offset, until it is dealt with."""
+    """One line read past the offset (or again, from the file's errors), until it is
+    dealt with: emitted, handed over, or needing nothing."""
 
+    progress: FileProgress
     line: int
     start: int
     end: int
     crc: int  # of the file up to ``end``
     #: The head digest as of ``end``, for lines that end within the first KiB.
     head: str | None = None
+    #: Read again from the file's errors: once loaded, no longer one.
+    was_error: bool = False
     done: bool = False
     error: bool = False
+
+    @property
+    def where(self) -> str:
+        """The line for messages: ``FILE:LINE``."""
+        return f"{self.progress.key}:{self.line}"
+
+    def dealt_with(self) -> None:
+        """The line needs nothing more: the file's offset may pass it."""
+        if self.was_error:
+            self.progress.fixed(self.line)
+        else:
+            self.progress.done(self)
 
 
 @dataclass
@@ -249,7 +265,7 @@ class FileProgress:
             if start < HEAD_BYTES:
                 head = (head + data)[:HEAD_BYTES]
                 digest = head_digest(head)
-            slot = Slot(number, start, position, crc, digest)
+            slot = Slot(self, number, start, position, crc, digest)
             self._slots.append(slot)
             yield slot, data
 

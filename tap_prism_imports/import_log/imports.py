@@ -29,33 +29,16 @@ from tap_prism_imports.import_log.keys import InputKeysLocation
 from tap_prism_imports.import_log.lines import async_job_ref, canonical, strip_nul, strip_nul_all
 from tap_prism_imports.job_refs import JobRef
 from tap_prism_imports.records.import_jobs import failed_import_record, with_log_columns
-from tap_prism_imports.snapshots import snapshot_from_document
+from tap_prism_imports.snapshots import JobSnapshot, snapshot_from_document
 
 if t.TYPE_CHECKING:
     from prism_import_log import LogLine
-    from tap_prism_imports.import_log.files import FileProgress, Slot
+    from tap_prism_imports.import_log.files import Slot
     from tap_prism_imports.records.import_results import ResultsSpool
 
 SYNC, ASYNC = 200, 202
 MAX_ERROR_MESSAGE_CHARS = 1000
 UNUSABLE = "unusable_response"
-
-
-@dataclass
-class Claim:
-    """The line an item came from: dealt with once the item is emitted (or handed over)."""
-
-    progress: FileProgress
-    slot: Slot
-    #: A line read again from the file's errors: loaded now, so no longer one.
-    was_error: bool = False
-
-    def dealt_with(self) -> None:
-        """The line is emitted, handed over or needs nothing: the file's offset may pass it."""
-        if self.was_error:
-            self.progress.fixed(self.slot.line)
-        else:
-            self.progress.done(self.slot)
 
 
 @dataclass
@@ -66,8 +49,12 @@ class LoggedJobRef:
     submitted_at: str
     object_type: str
     input_keys_at: InputKeysLocation | None
-    where: str
-    claim: Claim
+    #: The line it came from: dealt with once the job is handed over.
+    slot: Slot
+
+    @property
+    def where(self) -> str:
+        return self.slot.where
 
     def ledger_entry(self) -> dict[str, t.Any]:
         """What the ledger keeps of the job: never its keys, only where they are."""
@@ -82,21 +69,33 @@ class LoggedJobRef:
 class LoggedImport:
     """A sync or rejected import, ready to emit: one ``import_jobs`` record and its results."""
 
-    job_id: str
+    snapshot: JobSnapshot
     mode: str
-    record: dict[str, t.Any]
-    results: ResultsSpool | None
     warnings: list[str]
-    where: str
-    claim: Claim
+    #: The line it came from: dealt with once the import is emitted.
+    slot: Slot
     #: For a sync import sent with an Idempotency-Key, when it was sent (epoch seconds):
     #: its replays within the API's idempotency window are the same import.
     replay_epoch: int | None = None
 
+    @property
+    def where(self) -> str:
+        return self.slot.where
+
+    @property
+    def job_id(self) -> str:
+        return self.snapshot.ref.job_id
+
+    @property
+    def record(self) -> dict[str, t.Any]:
+        return self.snapshot.record
+
+    @property
+    def results(self) -> ResultsSpool | None:
+        return self.snapshot.results
+
     def close(self) -> None:
-        if self.results is not None:
-            self.results.close()
-            self.results = None
+        self.snapshot.close()
 
 
 def import_id(line: LogLine) -> str:
@@ -126,69 +125,75 @@ def import_id(line: LogLine) -> str:
     return f"{prefix}-{hashlib.sha256(canonical(parts)).hexdigest()[:32]}"
 
 
-def job_ref_item(line: LogLine, ref: JobRef, where: str, claim: Claim) -> LoggedJobRef:
+def job_ref_item(line: LogLine, ref: JobRef, slot: Slot) -> LoggedJobRef:
     keys_at = None
     if line.input_keys is not None:
-        keys_at = InputKeysLocation(claim.progress.key, claim.slot.line, claim.slot.start)
+        keys_at = InputKeysLocation(slot.progress.key, slot.line, slot.start)
     return LoggedJobRef(
         ref=ref,
         submitted_at=line.submitted_at_text,
         object_type=_object_type(line)[0],
         input_keys_at=keys_at,
-        where=where,
-        claim=claim,
+        slot=slot,
     )
 
 
-def import_item(
-    line: LogLine, job_id: str, where: str, claim: Claim, fetched_at: str
-) -> LoggedImport:
+def import_item(line: LogLine, job_id: str, slot: Slot, fetched_at: str) -> LoggedImport:
     """The sync or rejected import a line records, ready to emit (``fetched_at``:
     when the run read the log, formatted)."""
-    warnings = [f"import {job_id} ({where}): {note}" for note in line.notes]
+    ref = JobRef(line.team_id, job_id)
+    warnings = list(line.notes)
     object_type, nul = _object_type(line)
-
-    def logged(mode: str, record: dict[str, t.Any], results: ResultsSpool | None) -> LoggedImport:
-        _warn_nul(warnings, job_id, where, nul)
-        record = with_log_columns(
-            record,
-            mode=mode,
-            object_type=object_type,
-            submitted_at=line.submitted_at_text,
-        )
-        # Replays of a keyed sync import are one import: remembered by when it was sent.
-        replayable = mode == "sync" and line.idempotency_key is not None
-        remember = int(line.submitted_at.timestamp()) if replayable else None
-        return LoggedImport(job_id, mode, record, results, warnings, where, claim, remember)
-
-    def failed(code: str, message: str | None) -> dict[str, t.Any]:
-        return failed_import_record(
-            line.team_id,
-            job_id,
-            fetched_at=fetched_at,
-            error_code=code,
-            error_message=message,
-            total=line.row_count or 0,
-        )
-
     if line.http_status == ASYNC:
+        mode = "async"
         why = "the API answered 202 without a Location or job_id naming a job of this team"
-        return logged("async", failed(UNUSABLE, f"{why}: it cannot be followed"), None)
-    if line.http_status != SYNC:
+        snapshot = _failed(line, ref, fetched_at, UNUSABLE, f"{why}: it cannot be followed")
+    elif line.http_status != SYNC:
+        mode = "rejected"
         message, message_nul = strip_nul(_error_message(line.response))
         nul += message_nul
-        return logged("rejected", failed(f"http_{line.http_status}", message), None)
-    keys, key_nul = (None, 0) if line.input_keys is None else strip_nul_all(line.input_keys)
-    nul += key_nul
-    try:
-        ref = JobRef(line.team_id, job_id)
-        snapshot = snapshot_from_document(line.response, ref, fetched_at, keys)
-    except InvalidSnapshotError as error:
-        why = f"the POST answered 200 but its body is no import snapshot: {error}"
-        warnings.append(f"import {job_id} ({where}): {why}; loaded as failed ({UNUSABLE})")
-        return logged("sync", failed(UNUSABLE, why), None)
-    warnings += [f"import {job_id} ({where}): {warning}" for warning in snapshot.warnings]
-    return logged("sync", snapshot.record, snapshot.results)
+        snapshot = _failed(line, ref, fetched_at, f"http_{line.http_status}", message)
+    else:
+        mode = "sync"
+        keys, key_nul = (None, 0) if line.input_keys is None else strip_nul_all(line.input_keys)
+        nul += key_nul
+        try:
+            snapshot = snapshot_from_document(line.response, ref, fetched_at, keys)
+        except InvalidSnapshotError as error:
+            why = f"the POST answered 200 but its body is no import snapshot: {error}"
+            warnings.append(f"{why}; loaded as failed ({UNUSABLE})")
+            snapshot = _failed(line, ref, fetched_at, UNUSABLE, why)
+        else:
+            warnings += snapshot.warnings
+    if nul:
+        warnings.append(
+            f"{nul} NUL characters removed from its object_type, error text and input_keys "
+            "(warehouses cannot store them)"
+        )
+    if warnings:
+        # Said once the import is known: which one, and the line it came from.
+        warnings = [f"import {job_id} ({slot.where}): {warning}" for warning in warnings]
+    with_log_columns(
+        snapshot.record, mode=mode, object_type=object_type, submitted_at=line.submitted_at_text
+    )
+    # Replays of a keyed sync import are one import: remembered by when it was sent.
+    replayable = mode == "sync" and line.idempotency_key is not None
+    remember = int(line.submitted_at.timestamp()) if replayable else None
+    return LoggedImport(snapshot, mode, warnings, slot, remember)
+
+
+def _failed(
+    line: LogLine, ref: JobRef, fetched_at: str, code: str, message: str | None
+) -> JobSnapshot:
+    record = failed_import_record(
+        ref.team_id,
+        ref.job_id,
+        fetched_at=fetched_at,
+        error_code=code,
+        error_message=message,
+        total=line.row_count or 0,
+    )
+    return JobSnapshot(ref=ref, record=record)
 
 
 def follow(line: LogLine) -> JobRef | None:
@@ -199,14 +204,6 @@ def follow(line: LogLine) -> JobRef | None:
 def _object_type(line: LogLine) -> tuple[str, int]:
     text, removed = strip_nul(line.object_type)
     return t.cast("str", text), removed
-
-
-def _warn_nul(warnings: list[str], job_id: str, where: str, removed: int) -> None:
-    if removed:
-        warnings.append(
-            f"import {job_id} ({where}): {removed} NUL characters removed from its "
-            "object_type, error text and input_keys (warehouses cannot store them)"
-        )
 
 
 def _error_message(response: dict[str, t.Any]) -> str:

@@ -131,7 +131,7 @@ class ImportLogReader:
         """``item`` was emitted (or its job handed to the ledger): its line is dealt with."""
         if isinstance(item, imports.LoggedImport) and item.replay_epoch is not None:
             self._recent[item.job_id] = max(item.replay_epoch, self._recent.get(item.job_id, 0))
-        item.claim.dealt_with()
+        item.slot.dealt_with()
 
     def close(self) -> None:
         """Forget what can no longer matter: old replays, and files no longer named."""
@@ -158,47 +158,44 @@ class ImportLogReader:
         opened.progress = progress
         with log_file.open() as file:
             for number, data in files.reread(file, resume.errors):
-                slot = files.Slot(number, 0, 0, 0)
-                claim = imports.Claim(progress, slot, was_error=True)
-                if item := self._line(data, f"{log_file.key}:{number}", claim):
+                if item := self._line(data, files.Slot(progress, number, 0, 0, 0, was_error=True)):
                     yield item
             for slot, data in progress.lines(file, resume):
                 if self.interruption is not None:
                     self.interruption.check()
-                claim = imports.Claim(progress, slot)
-                if item := self._line(data, f"{log_file.key}:{slot.line}", claim):
+                if item := self._line(data, slot):
                     yield item
 
-    def _line(self, data: bytes, where: str, claim: imports.Claim) -> Item | None:
+    def _line(self, data: bytes, slot: files.Slot) -> Item | None:
         """What the line becomes; ``None`` for a line dealt with here (blank, a replay,
         an expired job) or an error."""
         if data.isspace():  # a blank line (every line ends with its newline)
-            claim.dealt_with()
+            slot.dealt_with()
             return None
         try:
             line = parse_log_line(data)
         except ImportLogLineError as error:
-            self.errors.append(f"{where}: {error}")
-            if not claim.was_error:
-                claim.progress.done(claim.slot, error=True)
+            self.errors.append(f"{slot.where}: {error}")
+            if not slot.was_error:
+                slot.progress.done(slot, error=True)
             return None
         ref = imports.follow(line)
         if ref is not None:
             if line.submitted_at <= self._expired_before:
                 self.expired_refs += 1
-                claim.dealt_with()
+                slot.dealt_with()
             elif ref.key in self._claimed_this_run:
-                claim.dealt_with()  # a replay: the first line hands the job over
+                slot.dealt_with()  # a replay: the first line hands the job over
             else:
                 self._claimed_this_run.add(ref.key)
-                return imports.job_ref_item(line, ref, where, claim)
+                return imports.job_ref_item(line, ref, slot)
             return None
         job_id = imports.import_id(line)
         if job_id in self._claimed_this_run or job_id in self._recent:
-            claim.dealt_with()  # a replay of an import already emitted (or being emitted)
+            slot.dealt_with()  # a replay of an import already emitted (or being emitted)
             return None
         self._claimed_this_run.add(job_id)
-        return imports.import_item(line, job_id, where, claim, self._fetched_at)
+        return imports.import_item(line, job_id, slot, self._fetched_at)
 
     def _unreadable(self, log_file: files.LogFile, reason: str) -> None:
         self.errors.append(
