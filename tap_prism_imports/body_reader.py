@@ -113,8 +113,9 @@ def read_document(
     """What ``read_body`` gives for a body already parsed (the import log's responses):
     the same top-level fields, and the rows through the same rule."""
     top: dict[str, t.Any] = {}
-    for name in _TOP_FIELDS & document.keys():
-        value = document[name]
+    for name, value in document.items():
+        if name not in _TOP_FIELDS:
+            continue
         if name == "error" and isinstance(value, dict):
             top["error"] = True
             top.update(

@@ -43,7 +43,8 @@ class JobSnapshot:
 
     @property
     def status(self) -> str:
-        return t.cast("str", self.record["status"])
+        status: str = self.record["status"]
+        return status
 
     @property
     def is_terminal(self) -> bool:

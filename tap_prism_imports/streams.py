@@ -385,7 +385,8 @@ class ImportResultsStream(DirectRecordsStream, AnnouncedBatchesStream, LinkedStr
 
 
 def _fetched_at(snapshot: JobSnapshot) -> str:
-    return t.cast("str", snapshot.record["fetched_at"])
+    fetched_at: str = snapshot.record["fetched_at"]
+    return fetched_at
 
 
 def _unchanged_by_maps_and_selection(stream: Stream) -> bool:

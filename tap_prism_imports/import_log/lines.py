@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import decimal
 import json
+import typing as t
 
 import orjson
 
@@ -86,7 +87,8 @@ def strip_nul(value: str | None) -> tuple[str | None, int]:
 
 def strip_nul_all(values: list[str | None]) -> tuple[list[str | None], int]:
     # One search in C first: NUL is rare, and a loop per key is most of the cost.
-    if "\x00" not in "".join(map(str, values)):
+    texts = values if None not in values else [value for value in values if value is not None]
+    if "\x00" not in "".join(t.cast("list[str]", texts)):
         return values, 0
     removed = 0
     cleaned: list[str | None] = []
