@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
 import typing as t
 
 
@@ -27,19 +26,17 @@ class Interruption:
     """Whether, and by which signal, the run was asked to stop."""
 
     def __init__(self) -> None:
-        self._requested = threading.Event()
         self.signum: int | None = None
 
     def request(self, signum: int) -> None:
         self.signum = signum
-        self._requested.set()
 
     def is_set(self) -> bool:
-        return self._requested.is_set()
+        return self.signum is not None
 
     def check(self) -> None:
-        """Raise ``RunInterrupted`` if a stop was requested."""
-        if self._requested.is_set():
+        """Raise ``RunInterrupted`` if a stop was requested (asked once per log line)."""
+        if self.signum is not None:
             raise RunInterrupted
 
     @property
