@@ -130,7 +130,8 @@ class ImportLogReader:
     def confirm(self, item: Item) -> None:
         """``item`` was emitted (or its job handed to the ledger): its line is dealt with."""
         if isinstance(item, imports.LoggedImport) and item.replay_epoch is not None:
-            self._recent[item.job_id] = max(item.replay_epoch, self._recent.get(item.job_id, 0))
+            recent, job_id = self._recent, item.job_id
+            recent[job_id] = max(item.replay_epoch, recent.get(job_id, 0))
         item.slot.dealt_with()
 
     def close(self) -> None:
