@@ -9,7 +9,6 @@ records are all written are its jobs confirmed to the ledger.
 
 from __future__ import annotations
 
-import itertools
 import time
 import typing as t
 from dataclasses import dataclass
@@ -147,12 +146,12 @@ class ImportJobsStream(DirectRecordsStream, LinkedStream, PrismStream):
 
     def _write_block(self, block: list[Step]) -> None:
         """The block's rows, then its job records, each written as a few large writes."""
-        snapshots = [step.snapshot for step in block if step.snapshot is not None]
+        groups = _by_fetched_at([step.snapshot for step in block if step.snapshot is not None])
         if self.link.rows_written_by_parent:
-            self._results_stream.write_rows(snapshots)
+            self._results_stream.write_rows(groups)
         # A stop may have cut the rows short: then no job record.
         self.link.interruption.check()
-        for fetched_at, same_time in itertools.groupby(snapshots, key=_fetched_at):
+        for fetched_at, same_time in groups:
             lines = [orjson.dumps(s.record, option=orjson.OPT_APPEND_NEWLINE) for s in same_time]
             self.write_lines(
                 RecordLines(
@@ -172,7 +171,7 @@ class ImportJobsStream(DirectRecordsStream, LinkedStream, PrismStream):
         self.link.current = snapshot
         try:
             if self.link.rows_written_by_parent:
-                self._results_stream.write_rows([snapshot])
+                self._results_stream.write_rows(_by_fetched_at([snapshot]))
             yield dict(snapshot.record)
         finally:
             self.link.current = None
@@ -354,13 +353,13 @@ class ImportResultsStream(DirectRecordsStream, AnnouncedBatchesStream, LinkedStr
         """Whether no stream map, flattening or field selection changes this stream's records."""
         return _unchanged_by_maps_and_selection(self)
 
-    def write_rows(self, snapshots: list[JobSnapshot]) -> None:
+    def write_rows(self, groups: list[tuple[str, list[JobSnapshot]]]) -> None:
         """The jobs' records, written for the parent: see ``DirectRecordsStream``.
 
         Jobs read together (the import log's) share their fetched_at, the replication
         key and the messages' time_extracted: their rows go out as one run of blocks.
         """
-        for fetched_at, same_time in itertools.groupby(snapshots, key=_fetched_at):
+        for fetched_at, same_time in groups:
             spools = [s.results for s in same_time if s.results is not None and s.results.count]
             count = sum(spool.count for spool in spools)
             if not count:
@@ -384,9 +383,17 @@ class ImportResultsStream(DirectRecordsStream, AnnouncedBatchesStream, LinkedStr
             self._rows_written = 0
 
 
-def _fetched_at(snapshot: JobSnapshot) -> str:
-    fetched_at: str = snapshot.record["fetched_at"]
-    return fetched_at
+def _by_fetched_at(snapshots: list[JobSnapshot]) -> list[tuple[str, list[JobSnapshot]]]:
+    """The snapshots in runs that share their fetched_at (the import log's imports of a
+    run share one), in order."""
+    groups: list[tuple[str, list[JobSnapshot]]] = []
+    for snapshot in snapshots:
+        fetched_at: str = snapshot.record["fetched_at"]
+        if groups and groups[-1][0] == fetched_at:
+            groups[-1][1].append(snapshot)
+        else:
+            groups.append((fetched_at, [snapshot]))
+    return groups
 
 
 def _unchanged_by_maps_and_selection(stream: Stream) -> bool:
