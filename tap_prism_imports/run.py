@@ -230,6 +230,8 @@ class ImportRun:
     def confirm(self, block: list[Step]) -> None:
         """The block's records are all written: the ledger and summary may now say so."""
         summary = self.summary
+        jobs_by_status, imports_by_mode = summary.jobs_by_status, summary.imports_by_mode
+        rows_by_outcome = summary.rows_by_outcome
         for step in block:
             if step.logged is None:
                 self._settled.add(step.ref)
@@ -242,11 +244,12 @@ class ImportRun:
                         self.ledger.record_snapshot(snapshot)
                 if step.logged is None:
                     self._teams_answered.add(step.ref.team_id)
-                summary.jobs_by_status[snapshot.status] += 1
-                summary.imports_by_mode[snapshot.record["mode"]] += 1
+                record = snapshot.record
+                jobs_by_status[record["status"]] += 1
+                imports_by_mode[record["mode"]] += 1
                 if snapshot.results is not None:
                     for outcome, count in snapshot.results.outcomes.items():
-                        summary.rows_by_outcome[outcome] += count
+                        rows_by_outcome[outcome] += count
             if step.error is not None:
                 self._note_error(step)
 

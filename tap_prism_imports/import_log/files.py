@@ -278,7 +278,8 @@ class FileProgress:
                 self.entry["errors"].append([passed.line, passed.start, passed.end])
             if passed.head is not None:
                 self.entry["head"] = passed.head
-            self.entry.update(offset=passed.end, line=passed.line, crc=passed.crc)
+            entry = self.entry
+            entry["offset"], entry["line"], entry["crc"] = passed.end, passed.line, passed.crc
 
     def fixed(self, line: int) -> None:
         """A line in ``errors`` was loaded: it is no longer one."""
