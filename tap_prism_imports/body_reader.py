@@ -126,8 +126,7 @@ def read_document(
         elif isinstance(value, (dict, list)):
             top[name] = _Container("start_map" if isinstance(value, dict) else "start_array")
         else:
-            # _as_parsed without its call: once per field of each import of the log.
-            top[name] = Decimal(repr(value)) if type(value) is float else value
+            top[name] = _as_parsed(value)
     results = document.get("results")
     if results is not None and not isinstance(results, list):
         msg = "results is not a list"

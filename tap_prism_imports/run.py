@@ -244,9 +244,8 @@ class ImportRun:
                         self.ledger.record_snapshot(snapshot)
                 if step.logged is None:
                     self._teams_answered.add(step.ref.team_id)
-                record = snapshot.record
-                jobs_by_status[record["status"]] += 1
-                imports_by_mode[record["mode"]] += 1
+                jobs_by_status[snapshot.status] += 1
+                imports_by_mode[snapshot.record["mode"]] += 1
                 if snapshot.results is not None:
                     for outcome, count in snapshot.results.outcomes.items():
                         rows_by_outcome[outcome] += count

@@ -82,7 +82,7 @@ class ImportLogReader:
 
     def __post_init__(self) -> None:
         self._files: dict[str, dict[str, t.Any]] = {}
-        self._recent: dict[str, int] = ScalarMap()
+        self._recent: dict[str, int] = {}
         self._convert_format_1()
         self._opened = [_Opened(f) for f in files.resolve(self.spec, self.warnings)]
         self._claimed_this_run: set[str] = set()

@@ -140,7 +140,7 @@ class LogLine:
 
 
 def is_team_id(value: object) -> bool:
-    return isinstance(value, str) and UUID_PATTERN.fullmatch(value) is not None
+    return isinstance(value, str) and _canonical_team_id(value) is not None
 
 
 def format_datetime(moment: datetime.datetime) -> str:
@@ -160,7 +160,7 @@ def parse_datetime(value: str) -> datetime.datetime:
 
 
 def _team_id(value: object) -> str:
-    team_id = _canonical_team_id(value) if type(value) is str else None
+    team_id = _canonical_team_id(value) if isinstance(value, str) else None
     if team_id is None:
         msg = f"team_id {value!r} is not a UUID"
         raise LogLineError(msg)
