@@ -167,11 +167,21 @@ def import_log_problems(import_log: object, where: str) -> list[str]:
             "upgrade the tap or run without state."
         )
         return [problem]
-    return [
+    problems = [
         f"{where}.{name} is {_kind(import_log[name])}, not an object."
         for name in ("files", "recent", "emitted")
         if name in import_log and not isinstance(import_log[name], dict)
     ]
+    recent = import_log.get("recent")
+    if isinstance(recent, dict):
+        # When each import was submitted: compared with the replay window at the run's end.
+        problems += [
+            f"{_key_path(f'{where}.recent', key)} is {_kind(value)} {_shown(value)}, "
+            "not a whole number of seconds since 1970."
+            for key, value in recent.items()
+            if isinstance(value, bool) or not isinstance(value, int)
+        ]
+    return problems
 
 
 def _key_path(parent: str, key: str) -> str:

@@ -81,6 +81,14 @@ def needs_request(ledger: JobLedger) -> bool:
         (jobs_state({}, jobs_format=True), "jobs_format is a boolean true, not an integer"),
         (jobs_state({}, jobs_format=1.5), "jobs_format is a number 1.5, not an integer"),
         (jobs_state({}, jobs_format=2), "jobs_format 2 was written by another version"),
+        (
+            {"bookmarks": {"import_jobs": {"import_log": {"recent": {"sync-a": "soon"}}}}},
+            'import_log.recent["sync-a"] is a string "soon", not a whole number of seconds',
+        ),
+        (
+            {"bookmarks": {"import_jobs": {"import_log": {"recent": {"sync-a": 1.5}}}}},
+            'import_log.recent["sync-a"] is a number 1.5, not a whole number',
+        ),
     ],
 )
 def test_a_state_the_tap_cannot_read_names_the_key_and_the_way_out(
