@@ -202,8 +202,7 @@ def follow(line: LogLine) -> JobRef | None:
 
 
 def _object_type(line: LogLine) -> tuple[str, int]:
-    text, removed = strip_nul(line.object_type)
-    return t.cast("str", text), removed
+    return strip_nul(line.object_type)
 
 
 def _error_message(response: dict[str, t.Any]) -> str:

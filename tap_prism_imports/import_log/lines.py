@@ -78,6 +78,10 @@ def canonical(value: object) -> bytes:
         return text.encode("utf-8")
 
 
+@t.overload
+def strip_nul(value: str) -> tuple[str, int]: ...
+@t.overload
+def strip_nul(value: str | None) -> tuple[str | None, int]: ...
 def strip_nul(value: str | None) -> tuple[str | None, int]:
     """The text without NUL characters (no warehouse can store them), and how many went."""
     if value is None or "\x00" not in value:

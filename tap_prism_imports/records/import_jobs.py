@@ -218,5 +218,5 @@ def with_log_columns(
     record: dict[str, t.Any], *, mode: str, object_type: str | None, submitted_at: str | None
 ) -> dict[str, t.Any]:
     """The record with what the import log knows of the import (``record`` is changed)."""
-    record.update(mode=mode, object_type=object_type, submitted_at=submitted_at)
+    record["mode"], record["object_type"], record["submitted_at"] = mode, object_type, submitted_at
     return record

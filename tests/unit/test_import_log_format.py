@@ -62,6 +62,17 @@ def test_a_written_line_reads_back_as_the_same_import(tmp_path: Path) -> None:
         ({"v": 2}, "v is 2"),
         ({"v": True}, "v is True"),
         ({"v": 1, "team_id": "team"}, "team_id 'team' is not a UUID"),
+        (
+            {
+                "v": 1,
+                "team_id": TEAM,
+                "object_type": "contact",
+                "submitted_at": "2026-11-20T10:00:00Z",
+                "http_status": True,
+                "response": {},
+            },
+            "http_status is True, not an HTTP status code",
+        ),
     ],
 )
 def test_what_is_no_line_says_why(document: object, problem: str) -> None:
