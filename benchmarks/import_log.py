@@ -2,15 +2,15 @@
 
 ``python benchmarks/import_log.py [--runs 3] [--quick]``
 
-For each shape (10,000 sync imports of 100 rows; 100,000 of 10 rows) it writes a log
-of keyed sync imports, then measures, each as its own process through ``measure.py``
+For each shape (10,000 sync imports of 100 rows; 100,000 of 10 rows) it puts 1M rows
+in one API body served by the offline sandbox and writes a log of keyed sync imports
+holding those very rows, then measures, each as its own process through ``measure.py``
 (peak RSS from ``wait4``), stdout to a file: the first run over the log, a rerun over
 the unchanged log with the first run's state, and, in the same rounds, the tap reading
-the same number of rows from one API body served by the offline sandbox, and the tap's
-start-up over an empty log. Medians over ``--runs`` rounds, variants round-robin.
-The log's ratio to the API body is the median of each round's own ratio (the log's
-run against the API run just before it): a shared machine's slow spells then slow
-both sides of a ratio, not one.
+the API body, and the tap's start-up over an empty log. Medians over ``--runs``
+rounds, variants round-robin. The log's ratio to the API body is the median of each
+round's own ratio (the log's run against the API run just before it): a shared
+machine's slow spells then slow both sides of a ratio, not one.
 "tap CPU s" is the tap process's user + system time; where it equals the wall time,
 the run was bound by the tap's own work (the sandbox serves the API body from another
 process).
@@ -53,19 +53,14 @@ class Variant:
     last_state: dict[str, t.Any] = field(default_factory=dict)
 
 
-def write_log(path: Path, imports: int, rows: int) -> None:
+def write_log(path: Path, body_rows: list[dict[str, t.Any]], rows: int) -> None:
+    """A log of keyed sync imports of ``rows`` rows each, holding the API body's very rows
+    (its ids, outcomes and errors), in order: both sides read the same rows."""
+    imports = len(body_rows) // rows
     now = datetime.datetime.now(datetime.timezone.utc)
     with path.open("w", encoding="utf-8") as file:
         for n in range(imports):
-            results = [
-                {
-                    "id": f"00000000-0000-4000-8000-{(n * rows + i) % 10**12:012d}",
-                    "created": i % 5 != 0,
-                    "existing": i % 5 == 0,
-                    "error": None,
-                }
-                for i in range(rows)
-            ]
+            results = body_rows[n * rows : (n + 1) * rows]
             response = {"job_id": None, "status": "complete", "total": rows, "results": results}
             line = {
                 "v": 1,
@@ -124,8 +119,8 @@ def main() -> None:
         for imports, rows in shapes:
             total = imports * rows
             log = workdir / f"log-{imports}x{rows}.jsonl"
-            write_log(log, imports, rows)
             body = sandbox.add_job(rows=total)
+            write_log(log, json.loads(sandbox.job(body).results.render()), rows)
             variants += [
                 Variant(
                     f"API body, {total:,} rows", {**api, "job_ids": [sandbox.ref(body)]}, total
