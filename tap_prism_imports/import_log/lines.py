@@ -27,14 +27,17 @@ class ImportLogLineError(ValueError):
 def parse_log_line(data: bytes) -> LogLine:
     """The line ``data`` holds; what was repaired to read it is among its notes."""
     notes: list[str] = []
-    if _NINETEEN_DIGITS in data.translate(DIGITS_AS_ZERO):
-        # orjson reads an integer past 64 bits as a float, losing digits.
-        document = _parse_repaired(data, notes, exact=True)
+    # orjson reads an integer past 64 bits as a float, losing digits: a line that may
+    # hold one is read exactly, unless orjson read no float at all from it (its long
+    # runs of digits are then in strings, such as ids given as input_keys).
+    exact = _NINETEEN_DIGITS in data.translate(DIGITS_AS_ZERO)
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        document = _parse_repaired(data, notes, exact=exact)
     else:
-        try:
-            document = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            document = _parse_repaired(data, notes, exact=False)
+        if exact and _holds_a_float(document):
+            document = _parse_repaired(data, notes, exact=True)
     try:
         line = LogLine.from_document(document)
     except LogLineError as error:
@@ -42,6 +45,20 @@ def parse_log_line(data: bytes) -> LogLine:
     if notes:
         return dataclasses.replace(line, notes=(*line.notes, *notes))
     return line
+
+
+def _holds_a_float(document: object) -> bool:
+    """Whether any value in the parsed ``document``, however deep, is a float."""
+    pending = [document]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, float):
+            return True
+        if isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
 
 
 def _parse_repaired(data: bytes, notes: list[str], *, exact: bool) -> object:

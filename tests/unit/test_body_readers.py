@@ -14,6 +14,7 @@ import io
 import json
 import re
 import typing as t
+from decimal import Decimal
 from unittest import mock
 
 import ijson
@@ -245,3 +246,45 @@ def test_a_parsed_body_reads_as_its_text_does(body: bytes) -> None:
     if from_text[0] == "not JSON":
         return
     assert _comparable(_read_document(document)) == _comparable(from_text)
+
+
+def _logged_line(response: str, input_keys: list[str]) -> bytes:
+    return (
+        b'{"v":1,"team_id":"' + REF.team_id.encode() + b'","object_type":"contact",'
+        b'"submitted_at":"2026-11-20T10:00:00Z","http_status":200,"response":'
+        + response.encode()
+        + b',"input_keys":'
+        + json.dumps(input_keys).encode()
+        + b"}\n"
+    )
+
+
+# Ids of 19 digits and more, given as text (snowflake ids, for one): no number of
+# the line is that long.
+LONG_DIGIT_KEYS = ["1234567890123456789", "98765432109876543210"]
+
+
+def test_long_runs_of_digits_in_strings_leave_every_value_as_json_reads_it() -> None:
+    response = '{"job_id":null,"status":"complete","total":2,"results":[]}'
+    line = parse_log_line(_logged_line(response, LONG_DIGIT_KEYS))
+    assert line.input_keys == LONG_DIGIT_KEYS
+    assert line.response == json.loads(response)
+    assert line.notes == ()
+
+
+@pytest.mark.parametrize(
+    ("number", "read_as"),
+    [
+        (str(2**70), 2**70),
+        (str(-(2**64)), -(2**64)),
+        ("1.5", Decimal("1.5")),
+    ],
+)
+def test_beside_long_digit_strings_numbers_are_still_read_exactly(
+    number: str, read_as: object
+) -> None:
+    """orjson would make these floats (2**70 losing digits): the line is read exactly."""
+    response = '{"job_id":null,"status":"complete","total":2,"request":' + number + "}"
+    line = parse_log_line(_logged_line(response, LONG_DIGIT_KEYS))
+    assert line.response["request"] == read_as
+    assert type(line.response["request"]) is type(read_as)
