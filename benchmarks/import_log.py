@@ -1,6 +1,6 @@
 """The import log at volume: the tap reading 1M rows from the log, against one API body.
 
-``python benchmarks/import_log.py [--runs 3] [--quick]``
+``python benchmarks/import_log.py [--runs 3] [--quick] [--snowflake-keys]``
 
 For each shape (10,000 sync imports of 100 rows; 100,000 of 10 rows) it puts 1M rows
 in one API body served by the offline sandbox and writes a log of keyed sync imports
@@ -38,6 +38,8 @@ HERE = Path(__file__).resolve().parent
 TAP = str(Path(sys.executable).with_name("tap-prism-imports"))
 SHAPES = ((10_000, 100), (100_000, 10))
 QUICK_SHAPES = ((1_000, 100), (10_000, 10))
+# The first of the input_keys --snowflake-keys gives: 19 digits, as such ids have.
+SNOWFLAKE_BASE = 1_234_567_890_123_456_789
 
 
 @dataclass
@@ -53,9 +55,12 @@ class Variant:
     last_state: dict[str, t.Any] = field(default_factory=dict)
 
 
-def write_log(path: Path, body_rows: list[dict[str, t.Any]], rows: int) -> None:
+def write_log(
+    path: Path, body_rows: list[dict[str, t.Any]], rows: int, *, snowflake_keys: bool = False
+) -> None:
     """A log of keyed sync imports of ``rows`` rows each, holding the API body's very rows
-    (its ids, outcomes and errors), in order: both sides read the same rows."""
+    (its ids, outcomes and errors), in order: both sides read the same rows. The rows'
+    input_keys are ``crm-N-I``, or with ``snowflake_keys`` ids of 19 digits as text."""
     imports = len(body_rows) // rows
     now = datetime.datetime.now(datetime.timezone.utc)
     with path.open("w", encoding="utf-8") as file:
@@ -71,7 +76,10 @@ def write_log(path: Path, body_rows: list[dict[str, t.Any]], rows: int) -> None:
                 "location": None,
                 "idempotency_key": f"batch-{n}",
                 "response": response,
-                "input_keys": [f"crm-{n}-{i}" for i in range(rows)],
+                "input_keys": [
+                    str(SNOWFLAKE_BASE + n * rows + i) if snowflake_keys else f"crm-{n}-{i}"
+                    for i in range(rows)
+                ],
             }
             file.write(json.dumps(line, separators=(",", ":")) + "\n")
 
@@ -108,6 +116,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="a tenth of the sizes, 1 run")
+    parser.add_argument(
+        "--snowflake-keys",
+        action="store_true",
+        help="input_keys of 19 digits as text (ids such as snowflake ids), not crm-N-I",
+    )
     args = parser.parse_args()
     shapes, runs = (QUICK_SHAPES, 1) if args.quick else (SHAPES, args.runs)
     workdir = Path(tempfile.mkdtemp(prefix="prism-log-bench-"))
@@ -120,7 +133,8 @@ def main() -> None:
             total = imports * rows
             log = workdir / f"log-{imports}x{rows}.jsonl"
             body = sandbox.add_job(rows=total)
-            write_log(log, json.loads(sandbox.job(body).results.render()), rows)
+            body_rows = json.loads(sandbox.job(body).results.render())
+            write_log(log, body_rows, rows, snowflake_keys=args.snowflake_keys)
             variants += [
                 Variant(
                     f"API body, {total:,} rows", {**api, "job_ids": [sandbox.ref(body)]}, total
