@@ -7,6 +7,7 @@ never a per-job error after the run has started.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
@@ -20,7 +21,7 @@ from tap_prism_imports.job_refs import JobRef, resolve_job_refs
 
 if t.TYPE_CHECKING:
     import logging
-    from collections.abc import Mapping
+    from collections.abc import Collection, Mapping
 
 DEFAULT_API_URL = "https://developers.micro.so"
 API_KEY_ENV = "MICRO_API_KEY"
@@ -74,6 +75,20 @@ def check_sync_settings(
         msg = "Invalid settings; fix them before any request is made"
         raise ConfigValidationError(msg, errors=problems)
     return SyncSettings(ConnectionSettings(api_url, api_key), refs)
+
+
+def warn_unknown_settings(
+    config: Mapping[str, t.Any],
+    known: Collection[str],
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> None:
+    """Name each key of ``config`` that is no setting (the run ignores it), with the
+    setting it likely means: a mistyped `import_log` would otherwise only show as
+    "nothing to extract"."""
+    for name in sorted(set(config) - set(known)):
+        likely = difflib.get_close_matches(name, list(known), n=1)
+        hint = f": did you mean `{likely[0]}`?" if likely else "."
+        logger.warning("`%s` is not a setting of this tap and is ignored%s", name, hint)
 
 
 def resolve_api_url(

@@ -21,7 +21,12 @@ from tap_prism_imports import __version__, streams
 from tap_prism_imports.errors import BatchStorageError, JobsFailedError
 from tap_prism_imports.messages import PrismMessageWriter
 from tap_prism_imports.sdk_hooks import SignalAwareTap
-from tap_prism_imports.settings import API_KEY_ENV, API_URL_ENV, DEFAULT_API_URL
+from tap_prism_imports.settings import (
+    API_KEY_ENV,
+    API_URL_ENV,
+    DEFAULT_API_URL,
+    warn_unknown_settings,
+)
 from tap_prism_imports.signals import Interruption
 from tap_prism_imports.state import StateCheckpoints, read_state_file, validate_state
 
@@ -191,6 +196,7 @@ class TapPrismImports(SignalAwareTap):
             self._check_sync_settings()
 
     def _check_sync_settings(self) -> None:
+        warn_unknown_settings(self.config, self.config_jsonschema["properties"], self.logger)
         jobs = self.streams["import_jobs"]
         if isinstance(jobs, streams.ImportJobsStream):
             jobs.sync_settings  # noqa: B018 - checked and cached now, not at first use

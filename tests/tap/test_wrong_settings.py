@@ -336,3 +336,24 @@ def test_the_summary_says_when_the_key_was_not_used(sandbox: Sandbox, tmp_path: 
     second = run_cli(tmp_path, {**config, "api_key": "a-revoked-key"}, state=last_state(first))
     assert second.returncode == 0
     assert "no request was needed (the API key was not used this run)" in summary(second)
+
+
+def test_a_mistyped_setting_name_is_named_with_the_setting_it_likely_means(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "imports.jsonl"
+    log.write_text(sync_line(DEMO_TEAM_ID), encoding="utf-8")
+    config = {"api_url": "http://127.0.0.1:9", "api_key": "k", "import_logg": str(log)}
+    result = run_cli(tmp_path, config)
+    assert result.returncode == 0
+    warnings = [line for line in result.stderr.splitlines() if "| WARNING" in line]
+    named = [line for line in warnings if "`import_logg`" in line]
+    assert len(named) == 1, warnings
+    assert "did you mean `import_log`?" in named[0]
+    assert records(result, "import_jobs") == []
+    # Once the name is fixed, the same log loads.
+    fixed_config = {"api_url": "http://127.0.0.1:9", "api_key": "k", "import_log": str(log)}
+    fixed = run_cli(tmp_path, fixed_config)
+    assert fixed.returncode == 0
+    assert len(records(fixed, "import_jobs")) == 1
+    assert "is not a setting" not in fixed.stderr
