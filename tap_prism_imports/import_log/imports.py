@@ -70,7 +70,6 @@ class LoggedImport:
     """A sync or rejected import, ready to emit: one ``import_jobs`` record and its results."""
 
     snapshot: JobSnapshot
-    mode: str
     warnings: list[str]
     #: The line it came from: dealt with once the import is emitted.
     slot: Slot
@@ -85,6 +84,12 @@ class LoggedImport:
     @property
     def job_id(self) -> str:
         return self.snapshot.ref.job_id
+
+    @property
+    def mode(self) -> str:
+        """sync, rejected, or async (a 202 naming no job): the record's ``mode``."""
+        mode: str = self.snapshot.record["mode"]
+        return mode
 
     @property
     def record(self) -> dict[str, t.Any]:
@@ -179,7 +184,7 @@ def import_item(line: LogLine, job_id: str, slot: Slot, fetched_at: str) -> Logg
     # Replays of a keyed sync import are one import: remembered by when it was sent.
     replayable = mode == "sync" and line.idempotency_key is not None
     remember = int(line.submitted_at.timestamp()) if replayable else None
-    return LoggedImport(snapshot, mode, warnings, slot, remember)
+    return LoggedImport(snapshot, warnings, slot, remember)
 
 
 def _failed(

@@ -216,7 +216,6 @@ def failed_import_record(
 
 def with_log_columns(
     record: dict[str, t.Any], *, mode: str, object_type: str | None, submitted_at: str | None
-) -> dict[str, t.Any]:
-    """The record with what the import log knows of the import (``record`` is changed)."""
+) -> None:
+    """Set in ``record`` what the import log knows of the import."""
     record["mode"], record["object_type"], record["submitted_at"] = mode, object_type, submitted_at
-    return record
