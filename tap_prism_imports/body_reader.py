@@ -116,7 +116,10 @@ def read_document(
     for name, value in document.items():
         if name not in _TOP_FIELDS:
             continue
-        if name == "error" and isinstance(value, dict):
+        kind = type(value)
+        if kind is str or kind is int or value is None:  # most values: kept as they are
+            top[name] = value
+        elif name == "error" and isinstance(value, dict):
             top["error"] = True
             top.update(
                 (f"error.{key}", _as_parsed(inner))

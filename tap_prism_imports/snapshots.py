@@ -118,7 +118,7 @@ def _snapshot(
             "source_key is left empty for its rows"
         )
         spool = without_source_keys(spool)
-    if spool is not None and snapshot.is_terminal:
+    if spool is not None and record["status"] in TERMINAL_STATUSES:
         snapshot.results = spool
     elif spool is not None:
         # Results are only final once the job is: a processing job's are not emitted.

@@ -108,6 +108,15 @@ def _count(top: dict[str, t.Any], name: str, warnings: list[str]) -> int | None:
     return None
 
 
+def _counts(top: dict[str, t.Any], warnings: list[str]) -> list[int | None]:
+    """The four counts, each as ``_count`` gives it; one call for the usual case."""
+    counts = [top.get("total"), top.get("processed"), top.get("succeeded"), top.get("failed")]
+    for value in counts:
+        if value is not None and (type(value) is not int or not 0 <= value <= MAX_COUNT):
+            return [_count(top, name, warnings) for name in COUNT_FIELDS]
+    return counts
+
+
 def job_record(
     top: dict[str, t.Any],
     ref: JobRef,
@@ -137,20 +146,23 @@ def job_record(
         bare = top.get("error")
         message = top.get("error.message")
         error_message = texts.clean(bare if message is None and isinstance(bare, str) else message)
+    total, processed, succeeded, failed = _counts(top, warnings)
+    # Field by field, each call only for a value to convert: once per import of the log.
+    created_at, updated_at = top.get("created_at"), top.get("updated_at")
+    expires_at = top.get("expires_at")
     return {
         "team_id": ref.team_id,
         "job_id": ref.job_id,
         "status": status,
-        # Field by field, not in comprehensions: this runs once per import of the log.
-        "total": _count(top, "total", warnings),
-        "processed": _count(top, "processed", warnings),
-        "succeeded": _count(top, "succeeded", warnings),
-        "failed": _count(top, "failed", warnings),
+        "total": total,
+        "processed": processed,
+        "succeeded": succeeded,
+        "failed": failed,
         "error_code": error_code,
         "error_message": error_message,
-        "created_at": normalize_datetime(top.get("created_at")),
-        "updated_at": normalize_datetime(top.get("updated_at")),
-        "expires_at": normalize_datetime(top.get("expires_at")),
+        "created_at": None if created_at is None else normalize_datetime(created_at),
+        "updated_at": None if updated_at is None else normalize_datetime(updated_at),
+        "expires_at": None if expires_at is None else normalize_datetime(expires_at),
         "results_count": results_count if status != "processing" else None,
         "fetched_at": fetched_at,
         # A job read at GET is async; the import log tells its object type and submission.

@@ -119,6 +119,23 @@ def test_ids_one_character_short_and_long_side_by_side_are_not_taken_for_uuids()
     ]
 
 
+def test_ids_are_checked_in_whole_blocks_up_to_a_blocks_last_row() -> None:
+    # Full spool blocks of UUIDs, one bad id on a block's last row, one block of null ids.
+    rows = SPOOL_BLOCK_ROWS * 3
+    bad = SPOOL_BLOCK_ROWS * 2 - 1
+    elements = [
+        {"id": None if i >= bad + 1 else "not-a-uuid" if i == bad else RECORD_ID}
+        for i in range(rows)
+    ]
+    snapshot = parse({"status": "complete", "total": rows, "results": elements})
+    ids = [row["record_id"] for row in rows_of(snapshot)]
+
+    assert ids == [RECORD_ID] * bad + [None] * (rows - bad)
+    assert warnings_about(snapshot, "UUID") == [
+        "1 results have an id that is not a UUID; their record_id is emitted as null"
+    ]
+
+
 def test_wrong_typed_row_fields_become_null_with_one_warning_counting_them() -> None:
     elements = [
         {"id": 42, "created": "true", "existing": 1},
